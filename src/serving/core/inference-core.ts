@@ -1,0 +1,221 @@
+/**
+ * The inference core: model lookup, request validation, cache, batching and
+ * metrics behind one in-process API. REST, gRPC, TF Serving and Clipper
+ * transports are thin translators onto it.
+ */
+import { pino, type Logger } from 'pino';
+import type { TensorSpec } from '../../protocol/model-config.js';
+import { TernError, badTensor, asTernError } from '../../protocol/errors.js';
+import type { InferenceHost } from '../runtimes/model-runtime.js';
+import { ServingMetrics } from './metrics.js';
+import { ModelManager, type ModelEntry, type ModelStatus } from './model-manager.js';
+import type { ModelVersion } from './model-version.js';
+import { PredictionCache } from './prediction-cache.js';
+import type { InferRequest, InferResponse, Tensor } from './types.js';
+
+export const SERVER_NAME = 'tern';
+export const SERVER_VERSION = '0.1.0';
+export const SERVER_EXTENSIONS = ['binary_tensor_data', 'model_repository', 'statistics', 'parameters'];
+
+export interface CoreOptions {
+  repository: string;
+  /** Watch the repository and hot-reload changes (default true). */
+  watch?: boolean;
+  logger?: Logger;
+}
+
+export interface ModelMetadata {
+  name: string;
+  versions: string[];
+  platform: string;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  /** The version these specs describe. */
+  version: string;
+  max_batch_size: number;
+}
+
+export class InferenceCore implements InferenceHost {
+  readonly metrics = new ServingMetrics();
+  readonly manager: ModelManager;
+  readonly log: Logger;
+  private started = false;
+  private closing = false;
+
+  private constructor(readonly options: CoreOptions) {
+    this.log = options.logger ?? pino({ level: process.env.TERN_LOG_LEVEL ?? 'info' });
+    this.manager = new ModelManager(options.repository, this, this.metrics, this.log);
+  }
+
+  static async start(options: CoreOptions): Promise<InferenceCore> {
+    const core = new InferenceCore(options);
+    await core.manager.reload();
+    if (options.watch !== false) core.manager.watch();
+    core.started = true;
+    return core;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.manager.close();
+  }
+
+  isLive(): boolean { return !this.closing; }
+
+  /** Ready once the initial repository load finished and until shutdown starts. */
+  isReady(): boolean { return this.started && !this.closing; }
+
+  modelStatus(): ModelStatus[] { return this.manager.status(); }
+
+  requireModel(model: string): ModelEntry {
+    const e = this.manager.models.get(model);
+    if (!e) {
+      const known = [...this.manager.models.keys()].sort().join(', ') || 'none';
+      throw new TernError('MODEL_NOT_FOUND', `unknown model '${model}' (available: ${known})`);
+    }
+    return e;
+  }
+
+  /** The version that serves a request: the named one, or the highest READY one. */
+  resolveVersion(model: string, version?: string): ModelVersion {
+    const e = this.requireModel(model);
+    if (e.error) throw new TernError('MODEL_UNAVAILABLE', `model '${model}' is unavailable: ${e.error}`);
+    if (version !== undefined && version !== '') {
+      const v = e.versions.get(version);
+      if (!v) {
+        throw new TernError('VERSION_NOT_FOUND', `model '${model}' has no version '${version}' (served: ${[...e.versions.keys()].join(', ') || 'none'})`);
+      }
+      if (v.state !== 'READY') {
+        throw new TernError('MODEL_UNAVAILABLE', `model '${model}' version ${version} is ${v.state}${v.reason ? `: ${v.reason}` : ''}`);
+      }
+      return v;
+    }
+    const ready = [...e.versions.values()].filter((v) => v.state === 'READY').sort((a, b) => Number(b.version) - Number(a.version));
+    if (ready.length === 0) {
+      const why = [...e.versions.values()].map((v) => `v${v.version} ${v.state}${v.reason ? ` (${v.reason})` : ''}`).join('; ');
+      throw new TernError('MODEL_UNAVAILABLE', `model '${model}' has no ready version${why ? `: ${why}` : ''}`);
+    }
+    return ready[0];
+  }
+
+  isModelReady(model: string, version?: string): boolean {
+    try {
+      this.resolveVersion(model, version);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  modelMetadata(model: string, version?: string): ModelMetadata {
+    const v = this.resolveVersion(model, version);
+    const e = this.requireModel(model);
+    return {
+      name: model,
+      versions: [...e.versions.keys()].sort((a, b) => Number(a) - Number(b)),
+      platform: e.config.backend === 'onnx' ? 'onnxruntime_onnx' : e.config.backend,
+      inputs: v.inputs,
+      outputs: v.outputs,
+      version: v.version,
+      max_batch_size: e.config.max_batch_size,
+    };
+  }
+
+  async infer(request: InferRequest): Promise<InferResponse> {
+    const started = performance.now();
+    const protocol = request.protocol ?? 'inprocess';
+    try {
+      const response = await this.inferUnmetered(request);
+      this.metrics.requests.inc({ model: request.model, version: response.version, protocol });
+      this.metrics.requestSeconds.observe({ model: request.model, protocol }, (performance.now() - started) / 1000);
+      return response;
+    } catch (err) {
+      const e = asTernError(err);
+      this.metrics.failures.inc({ model: request.model, protocol, code: e.code });
+      throw e;
+    }
+  }
+
+  private async inferUnmetered(request: InferRequest): Promise<InferResponse> {
+    const v = this.resolveVersion(request.model, request.version);
+    validateInputs(v, request.inputs);
+    const wanted = selectOutputs(v, request.outputs);
+    const entry = this.requireModel(request.model);
+    const base = { model: request.model, version: v.version, ...(request.id !== undefined ? { id: request.id } : {}) };
+    const cacheKey = entry.cache ? PredictionCache.key(request.model, v.version, request.inputs) : undefined;
+    const cached = cacheKey ? entry.cache!.get(cacheKey) : undefined;
+    if (cacheKey) (cached ? this.metrics.cacheHits : this.metrics.cacheMisses).inc({ model: request.model });
+    if (cached) {
+      return { ...base, outputs: pick(cached, wanted), timing: { queue_ms: 0, compute_ms: 0, batch_size: 0, cache_hit: true } };
+    }
+    if (request.deadline !== undefined && request.deadline <= Date.now()) {
+      throw new TernError('DEADLINE_EXCEEDED', 'request deadline passed before inference started');
+    }
+    this.metrics.queueLength.set({ model: request.model }, v.queueLength);
+    const result = await v.infer(request.inputs, request.deadline);
+    this.metrics.queueSeconds.observe({ model: request.model }, result.queueMs / 1000);
+    if (cacheKey) entry.cache!.set(cacheKey, result.outputs);
+    return {
+      ...base,
+      outputs: pick(result.outputs, wanted),
+      timing: { queue_ms: result.queueMs, compute_ms: result.computeMs, batch_size: result.batchSize, cache_hit: false },
+    };
+  }
+}
+
+function pick(outputs: Tensor[], names: string[]): Tensor[] {
+  return names.map((n) => outputs.find((o) => o.name === n)!).filter(Boolean);
+}
+
+function selectOutputs(v: ModelVersion, requested?: string[]): string[] {
+  if (!requested || requested.length === 0) return v.outputs.map((o) => o.name);
+  for (const name of requested) {
+    if (!v.outputs.some((o) => o.name === name)) {
+      throw badTensor(`unknown output '${name}' (model '${v.modelName}' has: ${v.outputs.map((o) => o.name).join(', ')})`);
+    }
+  }
+  return requested;
+}
+
+/** Checks names, datatypes, ranks, fixed dims and the batch size against the version's specs. */
+export function validateInputs(v: ModelVersion, inputs: Tensor[]): void {
+  const seen = new Set<string>();
+  const modelNames = v.inputs.map((i) => i.name).join(', ');
+  for (const t of inputs) {
+    if (seen.has(t.name)) throw badTensor(`input '${t.name}' is given more than once`);
+    seen.add(t.name);
+    const spec = v.inputs.find((i) => i.name === t.name);
+    if (!spec) throw badTensor(`unexpected input '${t.name}' (model '${v.modelName}' takes: ${modelNames})`);
+    checkTensorAgainstSpec(t, spec);
+  }
+  for (const spec of v.inputs) {
+    if (!seen.has(spec.name)) throw badTensor(`missing input '${spec.name}' (model '${v.modelName}' takes: ${modelNames})`);
+  }
+  checkBatch(v, inputs);
+}
+
+function checkTensorAgainstSpec(t: Tensor, spec: TensorSpec): void {
+  if (t.datatype !== spec.datatype) {
+    throw badTensor(`input '${t.name}': datatype ${t.datatype} does not match the model's ${spec.datatype}`);
+  }
+  const fmt = (s: number[]) => `[${s.join(',')}]`;
+  if (spec.shape.length > 0 && t.shape.length !== spec.shape.length) {
+    throw badTensor(`input '${t.name}': shape ${fmt(t.shape)} has rank ${t.shape.length}, the model expects rank ${spec.shape.length} ${fmt(spec.shape)}`);
+  }
+  spec.shape.forEach((d, k) => {
+    if (d >= 0 && t.shape[k] !== d) {
+      throw badTensor(`input '${t.name}': shape ${fmt(t.shape)} does not match the model's ${fmt(spec.shape)} at dimension ${k}`);
+    }
+  });
+}
+
+function checkBatch(v: ModelVersion, inputs: Tensor[]): void {
+  const max = v.config.max_batch_size;
+  if (max === 0 || inputs.length === 0) return;
+  const rows = inputs[0].shape[0];
+  for (const t of inputs) {
+    if (t.shape[0] !== rows) throw badTensor(`inputs disagree on the batch size: '${inputs[0].name}' has ${rows}, '${t.name}' has ${t.shape[0]}`);
+  }
+  if (rows < 1) throw badTensor(`batch size must be at least 1, got ${rows}`);
+  if (rows > max) throw badTensor(`batch size ${rows} exceeds the model's max_batch_size ${max}`);
+}
