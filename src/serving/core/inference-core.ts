@@ -179,17 +179,19 @@ function selectOutputs(v: ModelVersion, requested?: string[]): string[] {
 
 /** Checks names, datatypes, ranks, fixed dims and the batch size against the version's specs. */
 export function validateInputs(v: ModelVersion, inputs: Tensor[]): void {
-  const seen = new Set<string>();
   const modelNames = v.inputs.map((i) => i.name).join(', ');
+  const given = new Set<string>();
   for (const t of inputs) {
-    if (seen.has(t.name)) throw badTensor(`input '${t.name}' is given more than once`);
-    seen.add(t.name);
+    if (given.has(t.name)) throw badTensor(`input '${t.name}' is given more than once`);
+    given.add(t.name);
+  }
+  for (const spec of v.inputs) {
+    if (!given.has(spec.name)) throw badTensor(`missing input '${spec.name}' (model '${v.modelName}' takes: ${modelNames})`);
+  }
+  for (const t of inputs) {
     const spec = v.inputs.find((i) => i.name === t.name);
     if (!spec) throw badTensor(`unexpected input '${t.name}' (model '${v.modelName}' takes: ${modelNames})`);
     checkTensorAgainstSpec(t, spec);
-  }
-  for (const spec of v.inputs) {
-    if (!seen.has(spec.name)) throw badTensor(`missing input '${spec.name}' (model '${v.modelName}' takes: ${modelNames})`);
   }
   checkBatch(v, inputs);
 }

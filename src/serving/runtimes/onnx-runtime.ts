@@ -1,81 +1,149 @@
 /**
- * The `onnx` runtime: `<version>/model.onnx` run by onnxruntime-node. One
- * InferenceSession per configured instance, so up to `instances` batches run
- * at once (ORT runs each `run()` off the JS thread).
+ * The `onnx` runtime: `<version>/model.onnx` run by onnxruntime-node. Each
+ * configured instance is a worker thread with its own session (see
+ * onnx-worker.ts for why), so up to `instances` batches compute in parallel
+ * while the main thread keeps serving requests.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import ort from 'onnxruntime-node';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import type { TensorSpec } from '../../protocol/model-config.js';
-import { dataTypeFromOrt, DATATYPE_INFO, type DataType } from '../../protocol/datatypes.js';
+import { dataTypeFromOrt, DATATYPE_INFO } from '../../protocol/datatypes.js';
+import { TernError } from '../../protocol/errors.js';
 import type { Tensor } from '../core/types.js';
 import type { LoadedModel, LoadOptions, ModelRuntime } from './model-runtime.js';
+import type { WireMetadata, WireTensor, WorkerReply, WorkerRequest } from './onnx-worker-protocol.js';
 
 export const MODEL_FILE = 'model.onnx';
 
-function specFromMetadata(meta: ort.InferenceSession.ValueMetadata): TensorSpec {
+/**
+ * The worker must be JavaScript. Compiled code finds it beside itself; code run
+ * from src/ by the test runner uses the build in dist/ (the test setup compiles).
+ */
+function workerScript(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const beside = path.join(here, 'onnx-worker.js');
+  if (existsSync(beside)) return beside;
+  return path.resolve(here, '../../../dist/serving/runtimes/onnx-worker.js');
+}
+
+function specFromMetadata(meta: WireMetadata): TensorSpec {
   if (!meta.isTensor) throw new Error(`'${meta.name}' is not a tensor (sequences and maps are not served)`);
-  const datatype = dataTypeFromOrt(meta.type);
+  const datatype = dataTypeFromOrt(meta.type!);
   if (!datatype) throw new Error(`'${meta.name}' has unsupported ONNX type ${meta.type}`);
   // Symbolic dims ("batch", "N") and unknown dims become -1.
-  const shape = meta.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+  const shape = meta.shape!.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
   return { name: meta.name, datatype, shape };
 }
 
-function toOrt(t: Tensor): ort.Tensor {
-  const type = DATATYPE_INFO[t.datatype].ort as ort.Tensor.Type;
-  if (Array.isArray(t.data)) return new ort.Tensor('string', t.data.map((b) => b.toString('utf8')), t.shape);
-  if (t.datatype === 'BOOL') return new ort.Tensor('bool', t.data as Uint8Array, t.shape);
-  return new ort.Tensor(type, t.data as Float32Array, t.shape);
+/**
+ * Inputs cross to the worker by structured clone, which copies a view's whole
+ * ArrayBuffer. A view into a larger buffer is first cut to a compact copy,
+ * which can then be transferred instead of copied again. Buffers the caller
+ * owns are never transferred: callers may reuse their tensors.
+ */
+function toWire(t: Tensor): { wire: WireTensor; transfer: ArrayBuffer[] } {
+  const base = { name: t.name, type: DATATYPE_INFO[t.datatype].ort, dims: t.shape };
+  if (Array.isArray(t.data)) return { wire: { ...base, data: t.data.map((b) => b.toString('utf8')) }, transfer: [] };
+  if (t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength) return { wire: { ...base, data: t.data }, transfer: [] };
+  const copy = (t.data as Float32Array).slice();
+  return { wire: { ...base, data: copy }, transfer: [copy.buffer] };
 }
 
-function fromOrt(name: string, value: ort.Tensor, datatype: DataType): Tensor {
-  const shape = [...value.dims];
-  if (datatype === 'BYTES') return { name, datatype, shape, data: (value.data as string[]).map((s) => Buffer.from(s, 'utf8')) };
-  return { name, datatype, shape, data: value.data as Float32Array };
-}
+class SessionWorker {
+  private pending = new Map<number, { resolve: (t: WireTensor[]) => void; reject: (e: Error) => void }>();
+  private nextId = 0;
+  private loaded: Promise<{ inputs: WireMetadata[]; outputs: WireMetadata[] }>;
+  private readonly worker: Worker;
+  private dead?: Error;
 
-class OnnxModel implements LoadedModel {
-  private free: ort.InferenceSession[];
-  private waiters: ((s: ort.InferenceSession) => void)[] = [];
-
-  constructor(
-    private readonly sessions: ort.InferenceSession[],
-    readonly inputs: TensorSpec[],
-    readonly outputs: TensorSpec[],
-  ) {
-    this.free = [...sessions];
-  }
-
-  private acquire(): Promise<ort.InferenceSession> {
-    const s = this.free.pop();
-    if (s) return Promise.resolve(s);
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  private release(s: ort.InferenceSession): void {
-    const next = this.waiters.shift();
-    if (next) next(s);
-    else this.free.push(s);
-  }
-
-  async run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const t of inputs) feeds[t.name] = toOrt(t);
-    const session = await this.acquire();
-    try {
-      const result = await session.run(feeds, outputNames);
-      return outputNames.map((n) => {
-        const spec = this.outputs.find((o) => o.name === n);
-        return fromOrt(n, result[n] as ort.Tensor, spec?.datatype ?? 'FP32');
+  constructor(file: string, threads: number) {
+    this.worker = new Worker(workerScript(), { workerData: { file, threads } });
+    this.loaded = new Promise((resolve, reject) => {
+      this.worker.on('message', (msg: WorkerReply) => {
+        if (msg.kind === 'loaded') resolve(msg);
+        else if (msg.kind === 'failed') reject(new Error(msg.error));
+        else this.settle(msg);
       });
-    } finally {
-      this.release(session);
-    }
+      this.worker.on('error', (err) => { this.fail(err); reject(err); });
+      this.worker.on('exit', (code) => this.fail(new Error(`session worker exited with code ${code}`)));
+    });
+  }
+
+  metadata() { return this.loaded; }
+
+  private settle(msg: Extract<WorkerReply, { kind: 'result' | 'error' }>): void {
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    this.pending.delete(msg.id);
+    if (msg.kind === 'result') p.resolve(msg.outputs);
+    else p.reject(new TernError('INFERENCE_FAILED', `inference failed: ${msg.error}`));
+  }
+
+  private fail(err: Error): void {
+    this.dead ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  run(inputs: Tensor[], outputs: string[]): Promise<WireTensor[]> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    const wires = inputs.map(toWire);
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ kind: 'run', id, inputs: wires.map((w) => w.wire), outputs } satisfies WorkerRequest, wires.flatMap((w) => w.transfer));
+    });
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.sessions.map((s) => s.release()));
+    if (this.dead) return;
+    this.worker.postMessage({ kind: 'close' } satisfies WorkerRequest);
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => void this.worker.terminate().then(() => resolve()), 2000);
+      this.worker.once('exit', () => { clearTimeout(t); resolve(); });
+    });
+  }
+}
+
+class OnnxModel implements LoadedModel {
+  private free: SessionWorker[];
+  private waiters: ((s: SessionWorker) => void)[] = [];
+
+  constructor(private readonly workers: SessionWorker[], readonly inputs: TensorSpec[], readonly outputs: TensorSpec[]) {
+    this.free = [...workers];
+  }
+
+  private acquire(): Promise<SessionWorker> {
+    const w = this.free.pop();
+    return w ? Promise.resolve(w) : new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private release(w: SessionWorker): void {
+    const next = this.waiters.shift();
+    if (next) next(w);
+    else this.free.push(w);
+  }
+
+  async run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
+    const worker = await this.acquire();
+    try {
+      const wires = await worker.run(inputs, outputNames);
+      return wires.map((w) => this.fromWire(w));
+    } finally {
+      this.release(worker);
+    }
+  }
+
+  private fromWire(w: WireTensor): Tensor {
+    const datatype = this.outputs.find((o) => o.name === w.name)?.datatype ?? dataTypeFromOrt(w.type) ?? 'FP32';
+    if (datatype === 'BYTES') return { name: w.name, datatype, shape: w.dims, data: (w.data as string[]).map((s) => Buffer.from(s, 'utf8')) };
+    return { name: w.name, datatype, shape: w.dims, data: w.data as Float32Array };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()));
   }
 }
 
@@ -84,15 +152,13 @@ export const onnxRuntime: ModelRuntime = {
   async load({ versionDir, config }: LoadOptions): Promise<LoadedModel> {
     const file = path.join(versionDir, MODEL_FILE);
     if (!existsSync(file)) throw new Error(`${MODEL_FILE} is missing in ${versionDir}`);
-    const options: ort.InferenceSession.SessionOptions = {
-      intraOpNumThreads: config.threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    };
-    const sessions: ort.InferenceSession[] = [];
-    for (let i = 0; i < config.instances; i++) sessions.push(await ort.InferenceSession.create(file, options));
-    const first = sessions[0];
-    return new OnnxModel(sessions, first.inputMetadata.map(specFromMetadata), first.outputMetadata.map(specFromMetadata));
+    const workers = Array.from({ length: config.instances }, () => new SessionWorker(file, config.threads));
+    try {
+      const metas = await Promise.all(workers.map((w) => w.metadata()));
+      return new OnnxModel(workers, metas[0].inputs.map(specFromMetadata), metas[0].outputs.map(specFromMetadata));
+    } catch (err) {
+      await Promise.all(workers.map((w) => w.close().catch(() => undefined)));
+      throw err;
+    }
   },
 };

@@ -1,0 +1,74 @@
+/** Batching and the prediction cache on a real server. */
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IRIS_ROWS, postJson, removeDir, scratchRepository, startTestServer } from './helpers.js';
+
+let server: Awaited<ReturnType<typeof startTestServer>>;
+let repo: string;
+
+function metric(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+beforeAll(async () => {
+  repo = scratchRepository(['synthetic-medium', 'synthetic-large', 'iris-forest']);
+  // A deliberately tiny queue on the slow model so overload is visible.
+  const cfgPath = path.join(repo, 'synthetic-large', 'config.json');
+  const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
+  cfg.dynamic_batching = { max_queue_delay_us: 0, max_queue_size: 2 };
+  cfg.max_batch_size = 1;
+  writeFileSync(cfgPath, JSON.stringify(cfg));
+  server = await startTestServer({ repository: repo });
+});
+afterAll(async () => {
+  await server?.close();
+  removeDir(repo);
+});
+
+describe('batching on a real server', () => {
+  it('forms batches larger than one under concurrent load', async () => {
+    const meta = server.core.modelMetadata('synthetic-medium');
+    const inner = meta.inputs[0].shape.slice(1);
+    const count = inner.reduce((a, b) => a * b, 1);
+    const body = { inputs: [{ name: meta.inputs[0].name, datatype: 'FP32', shape: [1, ...inner], data: new Array(count).fill(0.1) }] };
+    const replies = await Promise.all(Array.from({ length: 48 }, () => postJson(`${server.url}/v2/models/synthetic-medium/infer`, body)));
+    expect(replies.every((r) => r.status === 200)).toBe(true);
+    const text = await server.core.metrics.text();
+    const batches = metric(text, 'tern_batch_size_count', 'model="synthetic-medium"');
+    const rows = metric(text, 'tern_batch_size_sum', 'model="synthetic-medium"');
+    // Warm-up ran one batch outside the batcher; 48 requests must have needed far fewer than 48 batches.
+    expect(batches).toBeGreaterThan(0);
+    expect(rows / batches).toBeGreaterThan(2);
+  });
+
+  it('answers 503 with a clear message when the queue is full', async () => {
+    const meta = server.core.modelMetadata('synthetic-large');
+    const inner = meta.inputs[0].shape.slice(1);
+    const count = inner.reduce((a, b) => a * b, 1);
+    const body = { inputs: [{ name: meta.inputs[0].name, datatype: 'FP32', shape: [1, ...inner], data: new Array(count).fill(0.1) }] };
+    const replies = await Promise.all(Array.from({ length: 12 }, () => postJson(`${server.url}/v2/models/synthetic-large/infer`, body)));
+    const full = replies.filter((r) => r.status === 503);
+    expect(full.length).toBeGreaterThan(0);
+    expect(full[0].body.error).toMatch(/queue is full.*max_queue_size 2/);
+    expect(replies.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(3);
+    expect(replies.every((r) => r.status === 200 || r.status === 503)).toBe(true);
+  });
+});
+
+describe('prediction cache', () => {
+  it('serves a repeated request from the cache with the same answer', async () => {
+    const body = { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: IRIS_ROWS[3].features }] };
+    const first = await postJson(`${server.url}/v2/models/iris-forest/infer`, body);
+    const before = metric(await server.core.metrics.text(), 'tern_cache_hits_total', 'model="iris-forest"');
+    const second = await postJson(`${server.url}/v2/models/iris-forest/infer`, body);
+    const after = metric(await server.core.metrics.text(), 'tern_cache_hits_total', 'model="iris-forest"');
+    expect(second.body.outputs).toEqual(first.body.outputs);
+    expect(after).toBe(before + 1);
+    // A different input is a miss, not a stale hit.
+    const other = await postJson(`${server.url}/v2/models/iris-forest/infer`, { inputs: [{ ...body.inputs[0], data: IRIS_ROWS[5].features }] });
+    expect(other.body.outputs.find((o: { name: string }) => o.name === 'label').data).toEqual([2]);
+    expect(metric(await server.core.metrics.text(), 'tern_cache_hits_total', 'model="iris-forest"')).toBe(after);
+  });
+});
