@@ -89,7 +89,8 @@ const CASES: Case[] = [
 
 async function send(c: Case): Promise<{ status: number; body: { error?: string } }> {
   const method = c.method ?? 'POST';
-  const body = method === 'GET' ? undefined : c.raw ?? JSON.stringify(c.body);
+  const raw = typeof c.raw === 'string' || c.raw === undefined ? c.raw : new Uint8Array(c.raw);
+  const body = method === 'GET' ? undefined : raw ?? JSON.stringify(c.body);
   const res = await fetch(`${url}${c.path ?? INFER}`, { method, headers: { 'content-type': 'application/json', ...c.headers }, body });
   return { status: res.status, body: (await res.json()) as { error?: string } };
 }

@@ -33,15 +33,15 @@ const SHUTDOWN_GRACE_MS = 5_000;
 /**
  * proto-loader options. longs: String keeps int64/uint64 contents exact (a
  * Number would round values beyond 2^53); shapes are converted with Number().
- * Bytes stay Buffers (views into the received message, no base64). defaults:
- * false leaves unset fields out, so the handlers see `undefined`, not zero
- * values, and the decoder does no work for them; oneofs: true names the set
- * member of InferParameter.parameter_choice.
+ * bytes: Buffer keeps bytes fields as Buffers (views into the received
+ * message, no base64). defaults: false leaves unset fields out, so handlers
+ * see `undefined` rather than zero values and the decoder does no work for
+ * them; oneofs: true names the set member of InferParameter.parameter_choice.
  */
 export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
   longs: String,
-  enums: String,
+  bytes: Buffer,
   defaults: false,
   oneofs: true,
 };
@@ -109,6 +109,8 @@ function buildImplementation(core: InferenceCore): grpc.UntypedServiceImplementa
       callback(toServiceError(err));
       return;
     }
+    // The deadline timer or the client may have ended the call already: skip the work.
+    if (call.cancelled) return;
     core.infer(request).then(
       (res) => callback(null, encodeInferResponse(res)),
       (err: unknown) => {

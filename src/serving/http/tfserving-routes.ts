@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { DATATYPE_INFO } from '../../protocol/datatypes.js';
-import { badRequest } from '../../protocol/errors.js';
+import { TernError, badRequest } from '../../protocol/errors.js';
 import type { TensorSpec } from '../../protocol/model-config.js';
 import type { InferenceCore } from '../core/inference-core.js';
 import type { VersionState } from '../core/model-version.js';
@@ -80,6 +80,15 @@ function toOutputs(outputs: Tensor[]): unknown {
   return outputs.length === 1 ? value(outputs[0]) : Object.fromEntries(outputs.map((t) => [t.name, value(t)]));
 }
 
+const PREDICT_PATH = /^([^/:]+)(?:\/versions\/([^/:]+))?:(predict|classify|regress)$/;
+
+function parsePredictPath(tail: string): Params {
+  const m = PREDICT_PATH.exec(tail);
+  if (!m) throw new TernError('ROUTE_NOT_FOUND', `no route for POST /v1/models/${tail} (expected /v1/models/{model}[/versions/{version}]:predict)`);
+  if (m[3] !== 'predict') throw new TernError('ROUTE_NOT_FOUND', `:${m[3]} is not supported; tern serves :predict`);
+  return { model: m[1], version: m[2] };
+}
+
 function signatureTensor(spec: TensorSpec) {
   return { dtype: DATATYPE_INFO[spec.datatype].tf, tensor_shape: { dim: spec.shape.map((d) => ({ size: String(d), name: '' })), unknown_rank: false }, name: spec.name };
 }
@@ -111,14 +120,15 @@ export function registerTfServingRoutes(app: FastifyInstance, core: InferenceCor
   app.get('/v1/models/:model/metadata', metadata);
   app.get('/v1/models/:model/versions/:version/metadata', metadata);
 
-  const predict = async (req: FastifyRequest<{ Params: Params }>) => {
+  const predict = async (req: FastifyRequest<{ Params: { '*': string } }>) => {
+    const target = parsePredictPath(req.params['*']);
     const body = parseWith(PredictSchema, parseJson(req.body), 'predict request');
-    const m = core.modelMetadata(req.params.model, req.params.version);
+    const m = core.modelMetadata(target.model, target.version);
     const inputs = body.instances ? fromInstances(m.inputs, body.instances) : fromColumns(m.inputs, body.inputs);
-    const res = await core.infer({ model: m.name, version: req.params.version, inputs, protocol: 'tfserving' });
+    const res = await core.infer({ model: m.name, version: target.version, inputs, protocol: 'tfserving' });
     return body.instances ? { predictions: toPredictions(res.outputs, body.instances.length) } : { outputs: toOutputs(res.outputs) };
   };
-  // "::" is find-my-way's escape for a literal colon (":predict").
-  app.post('/v1/models/:model::predict', predict);
-  app.post('/v1/models/:model/versions/:version::predict', predict);
+  // TF Serving puts the verb after a colon (`iris:predict`), which router path
+  // parameters cannot express, so the tail of the path is parsed here.
+  app.post('/v1/models/*', predict);
 }

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Tensor } from '../core/types.js';
 import {
-  ctcDecode, detInputSize, loadDictionary, minAreaRect, convexHull, recognizeImage, sortReadingOrder,
+  ctcDecode, detInputSize, ImageDecodeError, loadDictionary, minAreaRect, convexHull, recognizeImage, sortReadingOrder,
   type OcrLine, type Point, type Quad, type RunModel,
 } from './ocr-pipeline.js';
 
@@ -191,8 +191,9 @@ describe('recognizeImage', () => {
   });
 
   it('rejects a buffer that is not an image', async () => {
-    await expect(recognizeImage(Buffer.from('definitely not an image'), run, dictionary))
-      .rejects.toThrow(/^image could not be decoded: /);
+    const notImage = recognizeImage(Buffer.from('definitely not an image'), run, dictionary);
+    await expect(notImage).rejects.toThrow(/^image could not be decoded: /);
+    await expect(notImage).rejects.toBeInstanceOf(ImageDecodeError);
     await expect(recognizeImage(Buffer.alloc(0), run, dictionary)).rejects.toThrow(/^image could not be decoded: /);
   });
 

@@ -83,6 +83,14 @@ const CLS_HEIGHT = 48;
 const CLS_WIDTH = 192;
 const ACCEPTED_FORMATS = new Set(['png', 'jpeg', 'webp']);
 
+/** The input is not a PNG, JPEG or WebP image sharp can decode: a client error, not a server fault. */
+export class ImageDecodeError extends Error {
+  constructor(reason: string) {
+    super(`image could not be decoded: ${reason}`);
+    this.name = 'ImageDecodeError';
+  }
+}
+
 /**
  * PaddleOCR character list: index 0 is the CTC blank, then one entry per line of
  * the dictionary file, then a trailing space (`use_space_char`).
@@ -132,7 +140,7 @@ export async function decode(image: Buffer, maxPixels = DEFAULT_OCR_OPTIONS.maxI
     if (info.channels !== 3) throw new Error(`expected 3 channels after conversion, got ${info.channels}`);
     return { data, width: info.width, height: info.height };
   } catch (err) {
-    throw new Error(`image could not be decoded: ${(err as Error).message}`);
+    throw new ImageDecodeError(err instanceof Error ? err.message : String(err));
   }
 }
 

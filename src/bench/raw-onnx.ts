@@ -1,0 +1,62 @@
+/**
+ * The limit: ONNX Runtime's `InferenceSession.run` called in this process on
+ * the very model.onnx tern serves, one call after another, with the session
+ * options of tern's session worker (src/serving/runtimes/onnx-worker.ts).
+ * intraOpNumThreads is the model's config `threads` x `instances`: all the
+ * intra-op threads tern may use for the model, given to one session.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { ModelConfigSchema, type ModelConfig } from '../protocol/model-config.js';
+import { runClosedLoop, type LatencySummary } from './load-generator.js';
+import type { BenchTensor } from './model-inputs.js';
+
+export interface ServingConfig {
+  threads: number;
+  instances: number;
+  /** threads x instances (0 when threads is 0: ONNX Runtime's default). */
+  intraOpThreads: number;
+  maxBatchSize: number;
+  batching: string;
+}
+
+/** The model's config.json with the server's defaults applied. */
+export async function readServingConfig(repository: string, model: string): Promise<ServingConfig> {
+  const file = path.join(repository, model, 'config.json');
+  const config: ModelConfig = ModelConfigSchema.parse(JSON.parse(await readFile(file, 'utf8')));
+  const batching = config.dynamic_batching
+    ? `dynamic (max_queue_delay ${config.dynamic_batching.max_queue_delay_us} µs)`
+    : config.adaptive_batching ? `adaptive (slo ${config.adaptive_batching.slo_ms} ms)` : 'none';
+  return {
+    threads: config.threads,
+    instances: config.instances,
+    intraOpThreads: config.threads * config.instances,
+    maxBatchSize: config.max_batch_size,
+    batching: config.max_batch_size > 0 ? batching : 'none (max_batch_size 0)',
+  };
+}
+
+/** The options of tern's onnx session worker, with the thread count given. */
+export function sessionOptions(intraOpThreads: number): ort.InferenceSession.SessionOptions {
+  return { intraOpNumThreads: intraOpThreads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
+}
+
+export class RawSession {
+  private constructor(private readonly session: ort.InferenceSession) {}
+
+  static async open(modelFile: string, intraOpThreads: number): Promise<RawSession> {
+    return new RawSession(await ort.InferenceSession.create(modelFile, sessionOptions(intraOpThreads)));
+  }
+
+  /** Back-to-back `session.run` calls on one prebuilt batch; latency per call, throughput in calls/s. */
+  async measure(inputs: BenchTensor[], warmupMs: number, durationMs: number, onProgress?: (elapsedMs: number) => void): Promise<LatencySummary> {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const t of inputs) feeds[t.name] = new ort.Tensor('float32', t.data, t.shape);
+    return runClosedLoop({ concurrency: 1, warmupMs, durationMs, send: () => this.session.run(feeds), onProgress });
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
