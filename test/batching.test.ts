@@ -20,6 +20,10 @@ beforeAll(async () => {
   cfg.dynamic_batching = { max_queue_delay_us: 0, max_queue_size: 2 };
   cfg.max_batch_size = 1;
   writeFileSync(cfgPath, JSON.stringify(cfg));
+  writeFileSync(path.join(repo, 'apps.json'), JSON.stringify({ apps: [
+    { name: 'slow', model: 'synthetic-large', slo_ms: 5, default_output: 'busy' },
+    { name: 'ghost', model: 'not-deployed', slo_ms: 50, default_output: [0, 0] },
+  ] }));
   server = await startTestServer({ repository: repo });
 });
 afterAll(async () => {
@@ -72,3 +76,30 @@ describe('prediction cache', () => {
     expect(metric(await server.core.metrics.text(), 'tern_cache_hits_total', 'model="iris-forest"')).toBe(after);
   });
 });
+
+describe('application SLOs', () => {
+  it('returns the default output when the model cannot answer within the SLO', async () => {
+    const meta = server.core.modelMetadata('synthetic-large');
+    const inner = meta.inputs[0].shape.slice(1);
+    const input = reshape(new Array(inner.reduce((a, b) => a * b, 1)).fill(0.3), inner);
+    const started = Date.now();
+    const { status, body } = await postJson(`${server.url}/slow/predict`, { input });
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ output: 'busy', default: true });
+    expect(body.default_explanation).toMatch(/SLO/);
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it('returns the default output, not an error, when the model of the app is not loaded', async () => {
+    const { status, body } = await postJson(`${server.url}/ghost/predict`, { input: [1, 2] });
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ output: [0, 0], default: true });
+    expect(body.default_explanation).toMatch(/unknown model 'not-deployed'/);
+  });
+});
+
+function reshape(flat: number[], dims: number[]): unknown {
+  if (dims.length <= 1) return flat;
+  const step = flat.length / dims[0];
+  return Array.from({ length: dims[0] }, (_, i) => reshape(flat.slice(i * step, (i + 1) * step), dims.slice(1)));
+}

@@ -85,7 +85,7 @@ describe('hot reload', () => {
     rmSync(path.join(repo, 'synthetic-small', '2'), { recursive: true });
     writeFileSync(cfg, '{ "max_batch_size": ');
     expect(await waitFor(() => /not valid JSON/.test(server.core.modelStatus().find((m) => m.name === 'synthetic-small')?.error ?? ''))).toBe(true);
-    const res = await postJson(`${server.url}/v2/models/synthetic-small/infer`, {});
+    const res = await postJson(`${server.url}/v2/models/synthetic-small/infer`, { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 64], data: new Array(64).fill(0) }] });
     expect(res.status).toBe(503);
     expect(res.body.error).toMatch(/config.json is not valid JSON/);
     cpSync(path.join(DEMO_REPO, 'synthetic-small', 'config.json'), cfg);

@@ -9,8 +9,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { ModelConfigSchema, type ModelConfig } from '../protocol/model-config.js';
-import { runClosedLoop, type LatencySummary } from './load-generator.js';
+import { newLatencyHistogram, summarize, type LatencySummary } from './load-generator.js';
 import type { BenchTensor } from './model-inputs.js';
+
+/** Fewest measured runs per batch size, however long one run takes. */
+const MIN_RUNS = 3;
 
 export interface ServingConfig {
   threads: number;
@@ -49,11 +52,41 @@ export class RawSession {
     return new RawSession(await ort.InferenceSession.create(modelFile, sessionOptions(intraOpThreads)));
   }
 
-  /** Back-to-back `session.run` calls on one prebuilt batch; latency per call, throughput in calls/s. */
+  /**
+   * Back-to-back `session.run` calls on one prebuilt batch: warm-up runs (at
+   * least one) for `warmupMs`, then measured runs (at least MIN_RUNS) for
+   * `durationMs`. Throughput is runs over the time they took, exact for a
+   * sequential loop even when one run lasts longer than the window.
+   */
   async measure(inputs: BenchTensor[], warmupMs: number, durationMs: number, onProgress?: (elapsedMs: number) => void): Promise<LatencySummary> {
     const feeds: Record<string, ort.Tensor> = {};
     for (const t of inputs) feeds[t.name] = new ort.Tensor('float32', t.data, t.shape);
-    return runClosedLoop({ concurrency: 1, warmupMs, durationMs, send: () => this.session.run(feeds), onProgress });
+    const t0 = performance.now();
+    let reported = t0;
+    const progress = (now: number) => {
+      if (onProgress && now - reported >= 100) {
+        reported = now;
+        onProgress(now - t0);
+      }
+    };
+    do {
+      await this.session.run(feeds);
+      progress(performance.now());
+    } while (performance.now() - t0 < warmupMs);
+
+    const histogram = newLatencyHistogram();
+    const start = performance.now();
+    let end = start;
+    let runs = 0;
+    while (runs < MIN_RUNS || end - start < durationMs) {
+      const before = performance.now();
+      await this.session.run(feeds);
+      end = performance.now();
+      histogram.recordValue(Math.max(1, Math.round((end - before) * 1000)));
+      runs++;
+      progress(end);
+    }
+    return summarize(histogram, 0, (end - start) / 1000);
   }
 
   release(): Promise<void> {

@@ -144,7 +144,9 @@ export interface TargetResult {
   detail: string;
 }
 
-const f2 = (v: Num) => (v === null ? 'n/a' : v.toFixed(2));
+const f1 = (v: Num) => (v === null ? 'n/a' : v.toFixed(1));
+/** Ratios span 0.001 to 100: two significant digits below 1, two decimals above. */
+const fRatio = (v: Num) => (v === null ? 'n/a' : v >= 1 ? v.toFixed(2) : v.toPrecision(2));
 
 /** A missing figure of a model that was measured is a failure (something broke); an absent model is n/a. */
 function verdict(ok: boolean | null, present: boolean): boolean | null {
@@ -161,7 +163,7 @@ export function evaluateTargets(summaries: ModelSummary[]): TargetResult[] {
   out.push({
     target: 'synthetic-medium: tern 32 clients (best transport) >= 0.85 x raw ONNX Runtime best batch',
     pass: verdict(mr === null ? null : mr >= 0.85, medium !== undefined),
-    detail: medium ? `ratio ${f2(mr)} (tern ${f2(medium.tern_rps_c32_best)} rps via ${medium.tern_best_transport_c32}, raw ${f2(medium.raw_rps_best)} rows/s at batch ${medium.raw_best_batch})` : 'synthetic-medium not measured',
+    detail: medium ? `ratio ${fRatio(mr)} (tern ${f1(medium.tern_rps_c32_best)} rps via ${medium.tern_best_transport_c32}, raw ${f1(medium.raw_rps_best)} rows/s at batch ${medium.raw_best_batch})` : 'synthetic-medium not measured',
   });
 
   const small = byName.get('synthetic-small');
@@ -169,7 +171,7 @@ export function evaluateTargets(summaries: ModelSummary[]): TargetResult[] {
   out.push({
     target: 'synthetic-small: tern 32 clients (best transport) >= 2 x naive server 32 clients',
     pass: verdict(sr === null ? null : sr >= 2, small !== undefined),
-    detail: small ? `ratio ${f2(sr)} (tern ${f2(small.tern_rps_c32_best)} rps, naive ${f2(small.naive_rps_c32 as Num)} rps)` : 'synthetic-small not measured',
+    detail: small ? `ratio ${fRatio(sr)} (tern ${f1(small.tern_rps_c32_best)} rps, naive ${f1(small.naive_rps_c32 as Num)} rps)` : 'synthetic-small not measured',
   });
 
   const below: string[] = [];
@@ -219,7 +221,7 @@ function fmtMs(v: number | undefined): string {
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, k) => Math.max(h.length, ...rows.map((r) => r[k].length)));
   const line = (cells: string[]) => `| ${cells.map((c, k) => (k < 3 ? c.padEnd(widths[k]) : c.padStart(widths[k]))).join(' | ')} |`;
-  const rule = `|${widths.map((w, k) => (k < 3 ? `-${'-'.repeat(w)}-` : `-${'-'.repeat(w - 1)}:-`)).join('|')}|`;
+  const rule = `|${widths.map((w, k) => (k < 3 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
   return [line(header), rule, ...rows.map(line)].join('\n');
 }
 
@@ -254,8 +256,8 @@ export function renderModel(run: ModelRun, s: ModelSummary): string {
   if (run.measurements.length > 0) lines.push(table(HEADER, run.measurements.map(measurementRow)), '');
   const r = s.ratios;
   lines.push(
-    `- tern c32 best (${s.tern_best_transport_c32 ?? 'n/a'}) / raw best (batch ${s.raw_best_batch ?? 'n/a'}): **${f2(r.tern_c32_best_over_raw_best)}**`,
-    `- tern c32 best / naive c32: **${f2(r.tern_c32_best_over_naive_c32)}**`,
+    `- tern c32 best (${s.tern_best_transport_c32 ?? 'n/a'}) / raw best (batch ${s.raw_best_batch ?? 'n/a'}): **${fRatio(r.tern_c32_best_over_raw_best)}**`,
+    `- tern c32 best / naive c32: **${fRatio(r.tern_c32_best_over_naive_c32)}**`,
     `- tern p50 1 client - raw p50 batch 1: gRPC **${signedMs(r.tern_p50_c1_grpc_minus_raw_p50_b1_ms)}**, REST binary **${signedMs(r.tern_p50_c1_rest_binary_minus_raw_p50_b1_ms)}**`,
     '',
   );

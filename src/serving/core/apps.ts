@@ -48,7 +48,9 @@ export class AppRegistry {
     const query_id = this.nextQueryId++;
     const fallback = (why: string): AppPrediction => ({ query_id, output: app.default_output, default: true, default_explanation: why });
     let tensor: Tensor;
+    let batched = false;
     try {
+      batched = this.core.modelMetadata(app.model, app.version).max_batch_size > 0;
       tensor = this.inputTensor(app, input);
     } catch (err) {
       const e = asTernError(err);
@@ -61,7 +63,7 @@ export class AppRegistry {
     });
     const inference = this.core
       .infer({ model: app.model, version: app.version, inputs: [tensor], outputs: app.output_name ? [app.output_name] : undefined, deadline: Date.now() + app.slo_ms, protocol: 'clipper' })
-      .then((res): AppPrediction => ({ query_id, output: appOutput(res.outputs, app.output_name !== undefined), default: false }))
+      .then((res): AppPrediction => ({ query_id, output: appOutput(res.outputs, app.output_name !== undefined, batched), default: false }))
       .catch((err): AppPrediction => {
         const e = asTernError(err);
         if (isClientError(e)) throw e;
@@ -92,9 +94,13 @@ export class AppRegistry {
   }
 }
 
-/** The first row of each output, nested by its inner dims; one named output gives its value alone. */
-function appOutput(outputs: Tensor[], single: boolean): unknown {
+/**
+ * The answer for the one example: the first row of each output when the model
+ * batches, else the whole output; one named output gives its value alone.
+ */
+function appOutput(outputs: Tensor[], single: boolean, batched: boolean): unknown {
   const row = (t: Tensor) => {
+    if (!batched) return reshapeJson(tensorToJson(t), t.shape);
     const inner = t.shape.slice(1);
     return reshapeJson(tensorToJson(t).slice(0, elementCount(inner)), inner);
   };

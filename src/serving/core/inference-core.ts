@@ -50,7 +50,7 @@ export class InferenceCore implements InferenceHost {
   static async start(options: CoreOptions): Promise<InferenceCore> {
     const core = new InferenceCore(options);
     await core.manager.reload();
-    if (options.watch !== false) core.manager.watch();
+    if (options.watch !== false) await core.manager.watch();
     core.started = true;
     return core;
   }

@@ -59,12 +59,15 @@ export class ModelManager {
     return this.reloading;
   }
 
-  watch(debounceMs = 250): void {
-    this.watcher = chokidar.watch(this.root, { ignoreInitial: true, depth: 3, awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 } });
-    this.watcher.on('all', () => {
+  /** Resolves once the watcher has seen the whole tree, so no later change is missed. */
+  watch(debounceMs = 250): Promise<void> {
+    const watcher = chokidar.watch(this.root, { ignoreInitial: true, depth: 3, awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 } });
+    this.watcher = watcher;
+    watcher.on('all', () => {
       clearTimeout(this.debounce);
       this.debounce = setTimeout(() => void this.reload(), debounceMs);
     });
+    return new Promise((resolve) => watcher.once('ready', () => resolve()));
   }
 
   async close(): Promise<void> {
@@ -130,18 +133,19 @@ export class ModelManager {
       return;
     }
     const wanted = new Set(selectVersions(entry.config.version_policy, [...source.versions.keys()]));
+    // Load first, retire after: the old version serves until its successor is ready.
+    for (const version of wanted) {
+      const current = entry.versions.get(version);
+      const fp = source.versions.get(version)!;
+      if (current && current.fingerprint === fp && !configChanged) continue;
+      await this.loadVersion(entry, source, version, fp, current);
+    }
     for (const [version, current] of entry.versions) {
       if (!wanted.has(version)) {
         entry.versions.delete(version);
         this.log.info({ model: entry.name, version }, 'version removed; draining then unloading');
         void current.unload();
       }
-    }
-    for (const version of wanted) {
-      const current = entry.versions.get(version);
-      const fp = source.versions.get(version)!;
-      if (current && current.fingerprint === fp && !configChanged) continue;
-      await this.loadVersion(entry, source, version, fp, current);
     }
   }
 

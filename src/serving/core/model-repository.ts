@@ -5,6 +5,7 @@
  *   <repo>/apps.json                  optional Clipper-style applications
  * Only reads; the model manager decides what to load.
  */
+import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { formatZodError } from '../../protocol/errors.js';
@@ -58,10 +59,13 @@ async function readModelSource(root: string, name: string): Promise<ModelSource>
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') source.configError = (e as Error).message;
   }
+  const needsModelFile = (source.config?.backend ?? 'onnx') === 'onnx';
   for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (e.isDirectory() && /^[1-9][0-9]*$/.test(e.name)) {
-      source.versions.set(e.name, await fingerprint(path.join(dir, e.name)));
-    }
+    if (!e.isDirectory() || !/^[1-9][0-9]*$/.test(e.name)) continue;
+    const versionDir = path.join(dir, e.name);
+    // A version directory still being filled (no model file yet) is not a version yet.
+    if (needsModelFile && !existsSync(path.join(versionDir, 'model.onnx'))) continue;
+    source.versions.set(e.name, await fingerprint(versionDir));
   }
   return source;
 }

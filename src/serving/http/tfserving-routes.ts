@@ -96,7 +96,9 @@ function signatureTensor(spec: TensorSpec) {
 export function registerTfServingRoutes(app: FastifyInstance, core: InferenceCore): void {
   const status = async (req: FastifyRequest<{ Params: Params }>) => {
     const entry = core.requireModel(req.params.model);
-    if (req.params.version !== undefined) core.resolveVersion(req.params.model, req.params.version);
+    if (req.params.version !== undefined && !entry.versions.has(req.params.version)) {
+      throw new TernError('VERSION_NOT_FOUND', `model '${entry.name}' has no version '${req.params.version}' (served: ${[...entry.versions.keys()].join(', ') || 'none'})`);
+    }
     const versions = core.modelStatus().find((m) => m.name === entry.name)!.versions
       .filter((v) => req.params.version === undefined || v.version === req.params.version);
     return {
