@@ -238,11 +238,22 @@ function measurementRow(m: Measurement): string[] {
     m.batchStats ? fmtMs(m.batchStats.meanQueueMs) : '-',
     m.cpu?.serverCores !== undefined ? m.cpu.serverCores.toFixed(2) : '-',
     m.cpu ? m.cpu.clientCores.toFixed(2) : '-',
+    m.cpu?.otherCores !== undefined ? m.cpu.otherCores.toFixed(2) : '-',
     errors,
   ];
 }
 
-const HEADER = ['system', 'transport', 'load', 'rows/s', 'p50 ms', 'p99 ms', 'batch', 'queue ms', 'srv cpu', 'bench cpu', 'errors'];
+const HEADER = ['system', 'transport', 'load', 'rows/s', 'p50 ms', 'p99 ms', 'batch', 'queue ms', 'srv cpu', 'bench cpu', 'other cpu', 'errors'];
+
+/** Other processes busier than this (in cores) during a measurement make its figures suspect. */
+export const NOISY_OTHER_CORES = 0.25;
+
+/** Measurements during which other processes used the CPU noticeably. */
+export function noisyMeasurements(runs: ModelRun[]): string[] {
+  return runs.flatMap((r) => r.measurements
+    .filter((m) => (m.cpu?.otherCores ?? 0) > NOISY_OTHER_CORES)
+    .map((m) => `${r.model} ${m.system} ${m.transport} ${'batch' in m.load ? `batch ${m.load.batch}` : `${m.load.clients}c`} (${m.cpu!.otherCores!.toFixed(2)})`));
+}
 
 export function renderModel(run: ModelRun, s: ModelSummary): string {
   const lines: string[] = [`### ${run.model}`, ''];
@@ -281,6 +292,7 @@ export function machineInfo(ortVersion: string) {
     node: process.version,
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     memory_gb: Math.round(os.totalmem() / 2 ** 30 * 10) / 10,
+    load_average_at_start: os.loadavg().map((l) => Math.round(l * 100) / 100),
     onnxruntime_node: ortVersion,
   };
 }
@@ -292,6 +304,7 @@ export const NOTES = [
   'every server request carries 1 row; rps = requests completed inside the measured window / window length; latencies from HDR histograms.',
   'REST: undici Pool, one connection per client; gRPC: one @grpc/grpc-js channel, request serialized once; clients read whole answers but decode them only in a verification request before the load.',
   'batch / queue ms: tern\'s mean rows per executed batch and mean queue wait from its /metrics, over warm-up and window.',
+  'srv / bench / other cpu: average cores busy in the server process, in the bench process (clients, or raw ORT), and in every other process of the machine (from /proc), during warm-up and window.',
 ];
 
 export interface WrittenFiles { json: string; markdown: string }

@@ -21,11 +21,28 @@ function processCpuSeconds(pid: number): number | undefined {
   }
 }
 
+/** Busy CPU seconds of the whole machine (all cores), or undefined where /proc is absent. */
+function systemBusySeconds(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+    const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
+    return (total - ticks[3] - ticks[4]) / CLOCK_TICKS_PER_S; // minus idle and iowait
+  } catch {
+    return undefined;
+  }
+}
+
 export interface CpuUse {
   /** Average cores busy in the server process over the interval (undefined: not measured). */
   serverCores?: number;
   /** Average cores busy in this (bench / client) process. */
   clientCores: number;
+  /**
+   * Average cores busy in every other process of the machine: builds, tests
+   * or anything else running beside the bench, which skews its figures.
+   */
+  otherCores?: number;
 }
 
 /** Starts a CPU meter; the function it returns gives the averages since the start. */
@@ -33,12 +50,17 @@ export function startCpuMeter(serverPid?: number): () => CpuUse {
   const t0 = performance.now();
   const self0 = process.cpuUsage();
   const server0 = serverPid !== undefined ? processCpuSeconds(serverPid) : undefined;
+  const system0 = systemBusySeconds();
   return () => {
     const wall = (performance.now() - t0) / 1000;
     const self = process.cpuUsage(self0);
     const server1 = serverPid !== undefined ? processCpuSeconds(serverPid) : undefined;
     const use: CpuUse = { clientCores: (self.user + self.system) / 1e6 / wall };
     if (server0 !== undefined && server1 !== undefined) use.serverCores = (server1 - server0) / wall;
+    const system1 = systemBusySeconds();
+    if (system0 !== undefined && system1 !== undefined) {
+      use.otherCores = Math.max(0, (system1 - system0) / wall - use.clientCores - (use.serverCores ?? 0));
+    }
     return use;
   };
 }

@@ -23,7 +23,7 @@ import { BenchProgress } from './progress.js';
 import { GrpcChannel, grpcClient, restBinaryClient, restJsonClient, TRANSPORTS, type BenchClient, type Transport } from './protocol-clients.js';
 import { RawSession, readServingConfig, type ServingConfig } from './raw-onnx.js';
 import {
-  CLIENT_COUNTS, evaluateTargets, machineInfo, NOTES, RAW_BATCHES, renderModel, renderTargets, summarizeModel, writeResults,
+  CLIENT_COUNTS, evaluateTargets, machineInfo, noisyMeasurements, NOISY_OTHER_CORES, NOTES, RAW_BATCHES, renderModel, renderTargets, summarizeModel, writeResults,
   type Measurement, type ModelRun,
 } from './report.js';
 import { batchStatsBetween, scrapeBatchCounters, startCpuMeter } from './server-stats.js';
@@ -123,7 +123,7 @@ async function measureRaw(ctx: Context, run: ModelRun, meta: ModelMetadata, serv
       try {
         const cpu = startCpuMeter();
         m.result = await session.measure(buildInputs(meta, batch), ctx.opts.warmupMs, ctx.opts.durationMs, step.tick);
-        m.cpu = { clientCores: cpu().clientCores };
+        m.cpu = cpu();
       } catch (err) {
         m.error = errorText(err);
       }
@@ -248,6 +248,7 @@ async function startTern(repository: string): Promise<{ server: ChildServer; htt
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const date = new Date().toISOString();
+  const machine = machineInfo(ort.env.versions.node ?? 'unknown');
   process.stderr.write(`writing the bench repository (${opts.models.join(', ')}) to ${opts.repository}\n`);
   await rm(opts.repository, { recursive: true, force: true });
   await writeDemoRepository(opts.repository, { models: opts.models });
@@ -276,13 +277,16 @@ async function main(): Promise<void> {
 
   const summaries = runs.map(summarizeModel);
   const targets = evaluateTargets(summaries);
-  const machine = machineInfo(ort.env.versions.node ?? 'unknown');
+  const noisy = noisyMeasurements(runs);
   const heading = [
     `## tern serving bench, ${date}`,
     '',
     `machine: ${machine.cpu_count} x ${machine.cpu_model}, ${machine.memory_gb} GB, Node ${machine.node}, ${machine.platform}, onnxruntime-node ${machine.onnxruntime_node}`,
-    `each measurement: ${opts.warmupMs / 1000} s warm-up (not counted) + ${opts.durationMs / 1000} s`,
+    `each measurement: ${opts.warmupMs / 1000} s warm-up (not counted) + ${opts.durationMs / 1000} s; load average at start ${machine.load_average_at_start.join(' ')}`,
     '',
+    ...(noisy.length > 0
+      ? [`WARNING: other processes used more than ${NOISY_OTHER_CORES} cores during ${noisy.length} measurement(s), whose figures are skewed: ${noisy.join(', ')}`, '']
+      : []),
   ].join('\n');
   const body = runs.map((r, i) => renderModel(r, summaries[i])).join('\n');
   const markdown = [heading, body, renderTargets(targets), '### how it was measured', '', ...NOTES.map((n) => `- ${n}`), ''].join('\n');
@@ -298,6 +302,7 @@ async function main(): Promise<void> {
         raw_batches: RAW_BATCHES, clients: CLIENT_COUNTS,
       },
       notes: NOTES,
+      noisy_measurements: noisy,
       models: summaries.map((s, i) => ({ ...s, inputs: runs[i].inputs, config: runs[i].serving, measurements: runs[i].measurements })),
       targets,
     },

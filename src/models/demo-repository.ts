@@ -55,9 +55,10 @@ const OCR_MODELS = {
   'ocr-rec': {
     file: 'ch_PP-OCRv4_rec_infer.onnx',
     // One request carries the line crops of an image, padded to one width.
-    // No dynamic batching: requests of different widths cannot be stacked.
+    // The batcher only stacks requests whose widths match, so batching is safe.
     config: {
-      max_batch_size: 32,
+      max_batch_size: 64,
+      dynamic_batching: { max_queue_delay_us: 500 },
       inputs: [fp32('x', [3, 48, -1])],
       outputs: [fp32('softmax_11.tmp_0', [-1, 6625])],
     },
@@ -65,7 +66,8 @@ const OCR_MODELS = {
   'ocr-cls': {
     file: 'ch_ppocr_mobile_v2.0_cls_infer.onnx',
     config: {
-      max_batch_size: 32,
+      max_batch_size: 64,
+      dynamic_batching: { max_queue_delay_us: 500 },
       inputs: [fp32('x', [3, -1, -1])],
       outputs: [fp32('softmax_0.tmp_0', [2])],
     },

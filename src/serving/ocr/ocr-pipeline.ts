@@ -42,6 +42,8 @@ export interface OcrOptions {
   recMinWidth: number;
   /** Maximum width of the `rec` batch; longer lines are squeezed to fit. */
   recMaxWidth: number;
+  /** Lines per `rec` call: bounded by the model's max_batch_size, and similar widths share a call. */
+  recBatchSize: number;
   /** Lines recognized with a lower score are dropped. */
   dropScore: number;
   /** Images with more pixels are rejected before decoding. */
@@ -59,6 +61,7 @@ export const DEFAULT_OCR_OPTIONS: Readonly<OcrOptions> = {
   clsThreshold: 0.9,
   recMinWidth: 320,
   recMaxWidth: 1600,
+  recBatchSize: 16,
   dropScore: 0.5,
   maxImagePixels: 40_000_000,
 };
@@ -113,11 +116,27 @@ export async function recognizeImage(
   if (boxes.length === 0) return [];
   let crops = cropLines(rgb, boxes);
   if (opts.useAngleClassifier) crops = await uprightLines(crops, run, opts.clsThreshold);
-  const recOut = await run('rec', [await recPreprocess(crops, opts)]);
-  const texts = ctcDecode(floatOutput(recOut, 'rec', 3), dictionary);
+  const texts = await recognizeCrops(crops, run, dictionary, opts);
   return boxes
     .map((box, i) => ({ text: texts[i].text, score: texts[i].score, box: box.map((p) => [p[0], p[1]] as [number, number]) }))
     .filter((line) => line.text.length > 0 && line.score >= opts.dropScore);
+}
+
+/**
+ * Recognizes crops in chunks of similar aspect ratio (as PaddleOCR does), so
+ * padding to a chunk's widest line wastes little and no call exceeds the rec
+ * model's batch limit. Results come back in the crops' order.
+ */
+async function recognizeCrops(crops: RgbImage[], run: RunModel, dictionary: string[], opts: OcrOptions): Promise<{ text: string; score: number }[]> {
+  const order = crops.map((_, i) => i).sort((a, b) => crops[a].width / crops[a].height - crops[b].width / crops[b].height);
+  const chunks: number[][] = [];
+  for (let i = 0; i < order.length; i += opts.recBatchSize) chunks.push(order.slice(i, i + opts.recBatchSize));
+  const results = new Array<{ text: string; score: number }>(crops.length);
+  await Promise.all(chunks.map(async (chunk) => {
+    const out = await run('rec', [await recPreprocess(chunk.map((i) => crops[i]), opts)]);
+    ctcDecode(floatOutput(out, 'rec', 3), dictionary).forEach((r, k) => { results[chunk[k]] = r; });
+  }));
+  return results;
 }
 
 // ---------------------------------------------------------------------------
