@@ -3,7 +3,8 @@
  * soon as the previous one answered, for a warm-up and then a measured window.
  * Throughput counts the requests that complete inside the window (wrk's way:
  * unbiased in steady state however long a request takes); latencies of those
- * requests go into an HDR histogram (microsecond resolution).
+ * requests go into an HDR histogram (microsecond resolution). The window
+ * stretches past its planned length until enough answers came in.
  */
 import * as hdr from 'hdr-histogram-js';
 
@@ -29,6 +30,13 @@ export interface ClosedLoopOptions {
   durationMs: number;
   /** One request: resolves when the full answer is in, rejects on any failure. */
   send: () => Promise<unknown>;
+  /**
+   * The window lasts at least durationMs and until this many answers came in
+   * (default 2 x concurrency), so slow models still give a figure; but never
+   * beyond maxDurationMs (default 60 s).
+   */
+  minRequests?: number;
+  maxDurationMs?: number;
   /** Called about every 200 ms with the time elapsed since the start (warm-up included). */
   onProgress?: (elapsedMs: number) => void;
 }
@@ -59,21 +67,33 @@ export async function runClosedLoop(opts: ClosedLoopOptions): Promise<LatencySum
   const histogram = newLatencyHistogram();
   const t0 = performance.now();
   const windowStart = t0 + opts.warmupMs;
-  const windowEnd = windowStart + opts.durationMs;
+  const minRequests = opts.minRequests ?? 2 * opts.concurrency;
+  const maxWindowMs = Math.max(opts.durationMs, opts.maxDurationMs ?? 60_000);
+  /** Fixed once the window has lasted durationMs and seen minRequests answers (or maxWindowMs). */
+  let windowEnd = Infinity;
   let errors = 0;
   let firstError: string | undefined;
+
+  const settle = (now: number): void => {
+    if (windowEnd !== Infinity || now < windowStart + opts.durationMs) return;
+    if (histogram.totalCount + errors >= minRequests || now >= windowStart + maxWindowMs) windowEnd = now;
+  };
+  const inWindow = (t: number) => t >= windowStart && t <= windowEnd;
 
   const client = async (): Promise<void> => {
     while (true) {
       const start = performance.now();
+      settle(start);
       if (start >= windowEnd) return;
       try {
         await opts.send();
         const done = performance.now();
-        if (done >= windowStart && done <= windowEnd) histogram.recordValue(Math.max(1, Math.round((done - start) * 1000)));
+        settle(done);
+        if (inWindow(done)) histogram.recordValue(Math.max(1, Math.round((done - start) * 1000)));
       } catch (err) {
         const done = performance.now();
-        if (done >= windowStart && done <= windowEnd) errors++;
+        settle(done);
+        if (inWindow(done)) errors++;
         firstError ??= err instanceof Error ? err.message : String(err);
         // A server that fails at once must not turn the client into a busy loop.
         await sleep(5);
@@ -87,5 +107,5 @@ export async function runClosedLoop(opts: ClosedLoopOptions): Promise<LatencySum
   } finally {
     if (ticker) clearInterval(ticker);
   }
-  return summarize(histogram, errors, opts.durationMs / 1000, firstError);
+  return summarize(histogram, errors, (windowEnd - windowStart) / 1000, firstError);
 }

@@ -1,0 +1,185 @@
+/**
+ * The fleet's wire formats: what agents and the control plane say to each other
+ * over MQTT, and the bodies of the control plane's REST API. One definition,
+ * used by both sides and by the simulated agents of the fleet benchmark.
+ */
+import { z } from 'zod';
+
+// ---------------------------------------------------------------------------
+// MQTT topics. An agent may publish only under its own node prefix and
+// subscribe only to its own desired state and commands (enforced by the broker).
+
+export const TOPIC_PREFIX = 'tern/nodes';
+export const topics = {
+  /** agent -> control, QoS 0, every heartbeat interval */
+  heartbeat: (node: string) => `${TOPIC_PREFIX}/${node}/heartbeat`,
+  /** agent -> control, QoS 1, on every replica state change */
+  status: (node: string) => `${TOPIC_PREFIX}/${node}/status`,
+  /** agent -> control, retained, QoS 1: "online", and "offline" as the last will */
+  presence: (node: string) => `${TOPIC_PREFIX}/${node}/presence`,
+  /** control -> agent, retained, QoS 1: the full set of replicas the node must run */
+  desired: (node: string) => `${TOPIC_PREFIX}/${node}/desired`,
+  /** control -> agent, QoS 1: one-off commands (idempotent by id) */
+  commands: (node: string) => `${TOPIC_PREFIX}/${node}/commands`,
+} as const;
+
+/** Parses `tern/nodes/<node>/<kind>`; undefined for anything else. */
+export function parseNodeTopic(topic: string): { node: string; kind: string } | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 4 || `${parts[0]}/${parts[1]}` !== TOPIC_PREFIX) return undefined;
+  return { node: parts[2], kind: parts[3] };
+}
+
+// ---------------------------------------------------------------------------
+// Node facts and stats
+
+export const LabelsSchema = z.record(z.string().regex(/^[A-Za-z0-9_.\-/]+$/), z.string().max(256));
+
+export const NodeFactsSchema = z.object({
+  hostname: z.string(),
+  arch: z.string(),
+  os: z.string(),
+  cpus: z.number().int().positive(),
+  cpu_model: z.string().default(''),
+  memory_bytes: z.number().nonnegative(),
+  /** Operations per second of the agent's fixed CPU benchmark (higher is faster). */
+  cpu_score: z.number().nonnegative(),
+  accelerators: z.array(z.string()).default([]),
+  labels: LabelsSchema.default({}),
+  site: z.string().optional(),
+  zone: z.string().optional(),
+  location: z.object({ lat: z.number().min(-90).max(90), lon: z.number().min(-180).max(180) }).optional(),
+  /** Address other nodes and gateways use to reach this node's replicas. */
+  address: z.string(),
+  agent_version: z.string(),
+});
+export type NodeFacts = z.infer<typeof NodeFactsSchema>;
+
+export const ReplicaStateSchema = z.enum(['pending', 'starting', 'ready', 'failed', 'stopping', 'stopped']);
+export type ReplicaState = z.infer<typeof ReplicaStateSchema>;
+
+export const ReplicaStatsSchema = z.object({
+  id: z.string(),
+  generation: z.number().int(),
+  state: ReplicaStateSchema,
+  cpu_percent: z.number().nonnegative().optional(),
+  rss_bytes: z.number().nonnegative().optional(),
+});
+
+export const HeartbeatSchema = z.object({
+  seq: z.number().int().nonnegative(),
+  ts: z.number(),
+  cpu_percent: z.number().nonnegative(),
+  memory_used_bytes: z.number().nonnegative(),
+  memory_total_bytes: z.number().nonnegative(),
+  load1: z.number().nonnegative(),
+  temperature_c: z.number().optional(),
+  agent_rss_bytes: z.number().nonnegative(),
+  /** The desired-state revision the agent has applied. */
+  applied_revision: z.number().int().nonnegative(),
+  replicas: z.array(ReplicaStatsSchema),
+});
+export type Heartbeat = z.infer<typeof HeartbeatSchema>;
+
+export const ReplicaStatusSchema = z.object({
+  replica_id: z.string(),
+  generation: z.number().int(),
+  state: ReplicaStateSchema,
+  port: z.number().int().optional(),
+  message: z.string().optional(),
+  ts: z.number(),
+});
+export type ReplicaStatus = z.infer<typeof ReplicaStatusSchema>;
+
+// ---------------------------------------------------------------------------
+// Desired state (control -> agent)
+
+export const RuntimeNameSchema = z.enum(['process', 'container', 'microvm']);
+
+export const ResourcesSchema = z.object({
+  /** Cores (0.5 = half a core). */
+  cpu: z.number().positive().max(1024).default(0.5),
+  memory_mb: z.number().int().positive().default(256),
+});
+export type Resources = z.infer<typeof ResourcesSchema>;
+
+export const ReplicaSpecSchema = z.object({
+  id: z.string(),
+  deployment: z.string(),
+  model: z.string(),
+  version: z.string(),
+  /** sha256 of the model artifact in the registry; the agent verifies its download. */
+  sha256: z.string().regex(/^[a-f0-9]{64}$/),
+  format: z.enum(['onnx', 'tar']),
+  runtime: RuntimeNameSchema,
+  resources: ResourcesSchema,
+  /** Fences stale agents: a replica runs only while its generation is current. */
+  generation: z.number().int().positive(),
+});
+export type ReplicaSpec = z.infer<typeof ReplicaSpecSchema>;
+
+export const DesiredStateSchema = z.object({
+  node: z.string(),
+  /** Increases with every change for this node; agents ignore older revisions. */
+  revision: z.number().int().nonnegative(),
+  replicas: z.array(ReplicaSpecSchema),
+});
+export type DesiredState = z.infer<typeof DesiredStateSchema>;
+
+// ---------------------------------------------------------------------------
+// REST API bodies
+
+export const JoinRequestSchema = z.object({
+  token: z.string().min(1),
+  facts: NodeFactsSchema,
+  /** A node rejoining after a restart keeps its identity. */
+  node_id: z.string().optional(),
+});
+
+export const JoinResponseSchema = z.object({
+  node_id: z.string(),
+  node_token: z.string(),
+  mqtt_url: z.string(),
+  heartbeat_ms: z.number().int().positive(),
+});
+export type JoinResponse = z.infer<typeof JoinResponseSchema>;
+
+const NameSchema = z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'names are 1-63 lower-case letters, digits, _ . - and start with a letter or digit');
+
+export const DeploymentSpecSchema = z.object({
+  name: NameSchema,
+  model: z.string().min(1),
+  /** Absent: the newest version in the registry at deploy time. */
+  version: z.string().optional(),
+  replicas: z.number().int().min(0).max(1000),
+  runtime: RuntimeNameSchema.default('process'),
+  resources: ResourcesSchema.default({ cpu: 0.5, memory_mb: 256 }),
+  selector: LabelsSchema.default({}),
+  /** Spread replicas across nodes (default) or zones. */
+  spread: z.enum(['node', 'zone', 'none']).default('node'),
+  /** Prefer nodes of this site (locality preference); others are used when it is full. */
+  prefer_site: z.string().optional(),
+}).strict();
+export type DeploymentSpec = z.infer<typeof DeploymentSpecSchema>;
+
+export const ScaleRequestSchema = z.object({ replicas: z.number().int().min(0).max(1000) }).strict();
+export const RolloutRequestSchema = z.object({ version: z.string().min(1) }).strict();
+
+export const LoginRequestSchema = z.object({ username: z.string().min(1), password: z.string().min(1) }).strict();
+export const RoleSchema = z.enum(['admin', 'viewer']);
+export type Role = z.infer<typeof RoleSchema>;
+
+export const JoinTokenRequestSchema = z.object({
+  /** Lifetime in seconds (default one day). */
+  ttl_s: z.number().int().positive().max(365 * 24 * 3600).default(24 * 3600),
+  description: z.string().max(200).optional(),
+}).strict();
+
+export const UploadRequestSchema = z.object({
+  version: z.string().regex(/^[1-9][0-9]*$/, 'versions are positive integers').optional(),
+  sha256: z.string().regex(/^[a-f0-9]{64}$/, 'sha256 must be 64 lower-case hex digits'),
+  size: z.number().int().positive(),
+  format: z.enum(['onnx', 'tar']),
+  /** Optional config.json content to serve the model with. */
+  config: z.record(z.string(), z.unknown()).optional(),
+}).strict();
