@@ -113,6 +113,8 @@ export const ReplicaSpecSchema = z.object({
   format: z.enum(['onnx', 'tar']),
   runtime: RuntimeNameSchema,
   resources: ResourcesSchema,
+  /** config.json to serve the model with (from the registry); absent: inferred from the model. */
+  config: z.record(z.string(), z.unknown()).optional(),
   /** Fences stale agents: a replica runs only while its generation is current. */
   generation: z.number().int().positive(),
 });
@@ -130,9 +132,10 @@ export type DesiredState = z.infer<typeof DesiredStateSchema>;
 // REST API bodies
 
 export const JoinRequestSchema = z.object({
+  /** A join token for a new node, or the node's own node_token when rejoining with node_id. */
   token: z.string().min(1),
   facts: NodeFactsSchema,
-  /** A node rejoining after a restart keeps its identity. */
+  /** A node rejoining after a restart keeps its identity (and authenticates with its node_token). */
   node_id: z.string().optional(),
 });
 
