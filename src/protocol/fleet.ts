@@ -33,7 +33,10 @@ export function parseNodeTopic(topic: string): { node: string; kind: string } | 
 // ---------------------------------------------------------------------------
 // Node facts and stats
 
-export const LabelsSchema = z.record(z.string().regex(/^[A-Za-z0-9_.\-/]+$/), z.string().max(256));
+const LabelKeySchema = z.string().regex(/^[A-Za-z0-9_.\-/]+$/, 'label keys are letters, digits, _ . - /');
+export const LabelsSchema = z.record(LabelKeySchema, z.string().max(256));
+/** Sets labels on a node; a null value removes the label. */
+export const LabelsPatchSchema = z.object({ labels: z.record(LabelKeySchema, z.string().max(256).nullable()) }).strict();
 
 export const NodeFactsSchema = z.object({
   hostname: z.string(),
@@ -147,7 +150,7 @@ export const JoinResponseSchema = z.object({
 });
 export type JoinResponse = z.infer<typeof JoinResponseSchema>;
 
-const NameSchema = z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'names are 1-63 lower-case letters, digits, _ . - and start with a letter or digit');
+export const NameSchema = z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'names are 1-63 lower-case letters, digits, _ . - and start with a letter or digit');
 
 export const DeploymentSpecSchema = z.object({
   name: NameSchema,
@@ -171,6 +174,11 @@ export const RolloutRequestSchema = z.object({ version: z.string().min(1) }).str
 export const LoginRequestSchema = z.object({ username: z.string().min(1), password: z.string().min(1) }).strict();
 export const RoleSchema = z.enum(['admin', 'viewer']);
 export type Role = z.infer<typeof RoleSchema>;
+
+export const ApiTokenRequestSchema = z.object({
+  name: z.string().min(1).max(100),
+  role: RoleSchema.default('viewer'),
+}).strict();
 
 export const JoinTokenRequestSchema = z.object({
   /** Lifetime in seconds (default one day). */

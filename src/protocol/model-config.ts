@@ -15,7 +15,7 @@ export const TensorSpecSchema = z.object({
 export type TensorSpec = z.infer<typeof TensorSpecSchema>;
 
 export const DynamicBatchingSchema = z.object({
-  max_queue_delay_us: z.number().int().min(0).default(500),
+  max_queue_delay_us: z.number().int().min(0).default(0),
   preferred_batch_sizes: z.array(z.number().int().positive()).default([]),
   /** Requests waiting beyond this answer 503. 0 = unbounded. */
   max_queue_size: z.number().int().min(0).default(1024),
@@ -50,6 +50,11 @@ export const ModelConfigSchema = z.object({
   adaptive_batching: AdaptiveBatchingSchema.optional(),
   /** Number of inference sessions (Triton's instance_group count). */
   instances: z.number().int().positive().default(1),
+  /**
+   * Where sessions run: `thread` (a worker thread each, the default) or `inline`
+   * on the main thread, for models so fast that the thread hop dominates.
+   */
+  execution: z.enum(['thread', 'inline']).default('thread'),
   /** Threads per session (ONNX Runtime intra-op). 0 = runtime default. */
   threads: z.number().int().min(0).default(1),
   version_policy: VersionPolicySchema.default({ latest: { num_versions: 1 } }),

@@ -19,7 +19,7 @@ describe('config.json parsing', () => {
     const c = parseModelConfig('m', '{"max_batch_size": 8, "dynamic_batching": {}}');
     expect(c.backend).toBe('onnx');
     expect(c.instances).toBe(1);
-    expect(c.dynamic_batching).toEqual({ max_queue_delay_us: 500, preferred_batch_sizes: [], max_queue_size: 1024 });
+    expect(c.dynamic_batching).toEqual({ max_queue_delay_us: 0, preferred_batch_sizes: [], max_queue_size: 1024 });
     expect(c.version_policy).toEqual({ latest: { num_versions: 1 } });
   });
   it('names the bad field', () => {

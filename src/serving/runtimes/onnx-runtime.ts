@@ -1,8 +1,10 @@
 /**
- * The `onnx` runtime: `<version>/model.onnx` run by onnxruntime-node. Each
- * configured instance is a worker thread with its own session (see
- * onnx-worker.ts for why), so up to `instances` batches compute in parallel
- * while the main thread keeps serving requests.
+ * The `onnx` runtime: `<version>/model.onnx` run by onnxruntime-node. By
+ * default each configured instance is a worker thread with its own session
+ * (see onnx-worker.ts for why), so up to `instances` batches compute in
+ * parallel while the main thread keeps serving requests. Models that compute
+ * in microseconds can run `inline`, where the thread hop would cost more than
+ * the inference.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -14,6 +16,8 @@ import { TernError } from '../../protocol/errors.js';
 import type { Tensor } from '../core/types.js';
 import type { LoadedModel, LoadOptions, ModelRuntime } from './model-runtime.js';
 import type { WireMetadata, WireTensor, WorkerReply, WorkerRequest } from './onnx-worker-protocol.js';
+import { createSession, describeValues, runSession } from './onnx-session.js';
+import type ort from 'onnxruntime-node';
 
 export const MODEL_FILE = 'model.onnx';
 
@@ -51,7 +55,36 @@ function toWire(t: Tensor): { wire: WireTensor; transfer: ArrayBuffer[] } {
   return { wire: { ...base, data: copy }, transfer: [copy.buffer] };
 }
 
-class SessionWorker {
+/** One session, wherever it runs. */
+interface SessionInstance {
+  metadata(): Promise<{ inputs: WireMetadata[]; outputs: WireMetadata[] }>;
+  run(inputs: Tensor[], outputs: string[]): Promise<WireTensor[]>;
+  close(): Promise<void>;
+}
+
+/** A session on the main thread: no hop, but its runs block the event loop. */
+class InlineSession implements SessionInstance {
+  private readonly session: Promise<ort.InferenceSession>;
+  constructor(file: string, threads: number) {
+    this.session = createSession(file, threads);
+  }
+  async metadata() {
+    const s = await this.session;
+    return { inputs: describeValues(s.inputMetadata), outputs: describeValues(s.outputMetadata) };
+  }
+  async run(inputs: Tensor[], outputs: string[]): Promise<WireTensor[]> {
+    try {
+      return (await runSession(await this.session, inputs.map((t) => toWire(t).wire), outputs)).outputs;
+    } catch (err) {
+      throw new TernError('INFERENCE_FAILED', `inference failed: ${(err as Error).message}`);
+    }
+  }
+  async close(): Promise<void> {
+    await (await this.session.catch(() => undefined))?.release();
+  }
+}
+
+class SessionWorker implements SessionInstance {
   private pending = new Map<number, { resolve: (t: WireTensor[]) => void; reject: (e: Error) => void }>();
   private nextId = 0;
   private loaded: Promise<{ inputs: WireMetadata[]; outputs: WireMetadata[] }>;
@@ -108,19 +141,19 @@ class SessionWorker {
 }
 
 class OnnxModel implements LoadedModel {
-  private free: SessionWorker[];
-  private waiters: ((s: SessionWorker) => void)[] = [];
+  private free: SessionInstance[];
+  private waiters: ((s: SessionInstance) => void)[] = [];
 
-  constructor(private readonly workers: SessionWorker[], readonly inputs: TensorSpec[], readonly outputs: TensorSpec[]) {
+  constructor(private readonly workers: SessionInstance[], readonly inputs: TensorSpec[], readonly outputs: TensorSpec[]) {
     this.free = [...workers];
   }
 
-  private acquire(): Promise<SessionWorker> {
+  private acquire(): Promise<SessionInstance> {
     const w = this.free.pop();
     return w ? Promise.resolve(w) : new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  private release(w: SessionWorker): void {
+  private release(w: SessionInstance): void {
     const next = this.waiters.shift();
     if (next) next(w);
     else this.free.push(w);
@@ -152,7 +185,8 @@ export const onnxRuntime: ModelRuntime = {
   async load({ versionDir, config }: LoadOptions): Promise<LoadedModel> {
     const file = path.join(versionDir, MODEL_FILE);
     if (!existsSync(file)) throw new Error(`${MODEL_FILE} is missing in ${versionDir}`);
-    const workers = Array.from({ length: config.instances }, () => new SessionWorker(file, config.threads));
+    const inline = config.execution === 'inline';
+    const workers: SessionInstance[] = Array.from({ length: config.instances }, () => (inline ? new InlineSession(file, config.threads) : new SessionWorker(file, config.threads)));
     try {
       const metas = await Promise.all(workers.map((w) => w.metadata()));
       return new OnnxModel(workers, metas[0].inputs.map(specFromMetadata), metas[0].outputs.map(specFromMetadata));
