@@ -72,13 +72,4 @@ describe('tern CLI', () => {
     expect(await server.exited).toBe(0);
   });
 
-  it('tern up writes the demo models and serves the iris app', async () => {
-    const repo = path.join(scratch, 'up-repo');
-    const server = startLongRunning(['up', '--model-repository', repo, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0']);
-    const port = await server.port;
-    const r = await postJson(`http://127.0.0.1:${port}/iris/predict`, { input: [6.3, 3.3, 6.0, 2.5] });
-    expect(r.body).toMatchObject({ output: 2, default: false });
-    server.child.kill('SIGTERM');
-    expect(await server.exited).toBe(0);
-  });
 });

@@ -8,7 +8,9 @@ import { Command } from 'commander';
 import { DEFAULT_BODY_LIMIT } from '../serving/http/http-server.js';
 import { writeDemoRepository } from '../models/demo-repository.js';
 import { parseList, parsePort, parsePositiveInt } from './options.js';
-import { serve, up, type ServeFlags } from './serve-command.js';
+import { serve, type ServeFlags } from './serve-command.js';
+import { registerFleetCommands } from './fleet-commands.js';
+import { runAgent, runControl, runUp, type AgentFlags, type ControlFlags } from './fleet-up.js';
 
 function fail(err: unknown): never {
   process.stderr.write(`tern: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -35,8 +37,32 @@ const program = new Command('tern')
 withServeOptions(program.command('serve').description('serve a model repository over OIP v2 REST/gRPC, TF Serving REST and app endpoints'))
   .action(async (flags: ServeFlags) => { await serve(flags).catch(fail); });
 
-withServeOptions(program.command('up').description('start tern locally with the demo models'), '.tern/model-repository')
-  .action((flags: ServeFlags) => up(flags).catch(fail));
+function withControlOptions(cmd: Command, dataDir: string): Command {
+  return cmd
+    .option('--data-dir <dir>', 'where the database, registry and agent state live', dataDir)
+    .option('--host <addr>', 'address to listen on', '0.0.0.0')
+    .option('--port <port>', 'REST API and dashboard port', parsePort, 7000)
+    .option('--mqtt-port <port>', 'embedded MQTT broker port', parsePort, 7883)
+    .option('--mqtt-url <url>', 'use an external MQTT broker (e.g. mqtt://localhost:1883) instead of the embedded one')
+    .option('--advertise <host>', 'host agents use to reach this machine')
+    .option('--admin-password <password>', 'password of the first admin (default: generated and printed once)');
+}
+
+withControlOptions(program.command('up').description('run tern locally: control plane, a local agent and the demo model deployed'), '.tern')
+  .action(async (flags: ControlFlags) => { await runUp(flags).catch(fail); });
+
+withControlOptions(program.command('control').description('run the control plane (API, MQTT broker, scheduler, registry)'), '.tern/control')
+  .action(async (flags: ControlFlags) => { await runControl(flags).catch(fail); });
+
+program.command('agent').description('run a node agent that joins a control plane')
+  .requiredOption('--control <url>', 'control plane URL, e.g. http://10.0.0.1:7000')
+  .option('--token <token>', 'join token (not needed once joined: the identity is kept in the data dir)')
+  .option('--data-dir <dir>', 'agent state: identity, model cache, replicas', '.tern/agent')
+  .option('--label <k=v...>', 'node labels')
+  .option('--site <site>', 'site (e.g. factory-1, cloud)')
+  .option('--zone <zone>', 'zone')
+  .option('--address <addr>', 'address other nodes use to reach this node')
+  .action(async (flags: AgentFlags) => { await runAgent(flags).catch(fail); });
 
 const models = program.command('models').description('model repositories and the registry');
 models.command('demo <dir>')
@@ -50,5 +76,7 @@ models.command('demo <dir>')
       fail(err);
     }
   });
+
+registerFleetCommands(program, fail);
 
 program.parseAsync().catch(fail);

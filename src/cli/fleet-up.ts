@@ -1,0 +1,119 @@
+/**
+ * `tern control`, `tern agent` and `tern up`. `up` runs the embedded defaults in
+ * one process tree: the control plane (SQLite, embedded MQTT), a local agent
+ * with the process runtime, and the demo model deployed, then prints where to
+ * look and how to send an inference.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startAgent, type RunningAgent } from '../agent/agent.js';
+import { createApiToken, createJoinToken } from '../control/auth/accounts.js';
+import { startControlPlane, type ControlOptions, type ControlPlane } from '../control/control-plane.js';
+import { writeDemoRepository } from '../models/demo-repository.js';
+import { DeploymentSpecSchema } from '../protocol/fleet.js';
+import { saveCredentials } from './api-client.js';
+
+export interface ControlFlags { dataDir: string; host: string; port: number; mqttPort: number; mqttUrl?: string; advertise?: string; adminPassword?: string }
+export interface AgentFlags { control: string; token?: string; dataDir: string; label?: string[]; site?: string; zone?: string; address?: string }
+
+function onSignals(stop: () => Promise<void>): void {
+  const handler = () => void stop().then(() => process.exit(0), () => process.exit(1));
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+}
+
+function announceAdmin(cp: ControlPlane): void {
+  if (cp.admin.created && cp.admin.generated) {
+    process.stdout.write(`first start: admin user '${cp.admin.username}' created with password ${cp.admin.password} (shown once)\n`);
+  }
+}
+
+function controlOptions(f: ControlFlags): ControlOptions {
+  return { dataDir: f.dataDir, host: f.host, port: f.port, mqttPort: f.mqttPort, mqttUrl: f.mqttUrl, advertiseHost: f.advertise, adminPassword: f.adminPassword };
+}
+
+export async function runControl(f: ControlFlags): Promise<void> {
+  const cp = await startControlPlane(controlOptions(f));
+  announceAdmin(cp);
+  process.stdout.write(`tern control listening on ${cp.url} (API ${cp.url}/api/v1, MQTT ${cp.mqttUrl})\n`);
+  onSignals(() => cp.close());
+}
+
+function labelsFrom(pairs: string[] = []): Record<string, string> {
+  return Object.fromEntries(pairs.map((p) => {
+    const i = p.indexOf('=');
+    if (i < 1) throw new Error(`--label '${p}' must look like key=value`);
+    return [p.slice(0, i), p.slice(i + 1)];
+  }));
+}
+
+export async function runAgent(f: AgentFlags): Promise<void> {
+  const agent = await startAgent({ controlUrl: f.control, token: f.token, dataDir: f.dataDir, labels: labelsFrom(f.label), site: f.site, zone: f.zone, address: f.address });
+  process.stdout.write(`tern agent running as node ${agent.nodeId}\n`);
+  onSignals(() => agent.close());
+}
+
+const DEMO_MODEL = 'iris-forest';
+const DEMO_DEPLOYMENT = 'iris';
+
+/** Registers the demo model and deploys it once; later starts find both in the store. */
+async function deployDemo(cp: ControlPlane): Promise<void> {
+  if (!cp.store.models.exists(DEMO_MODEL)) {
+    const tmp = await mkdtemp(path.join(tmpdir(), 'tern-demo-'));
+    try {
+      await writeDemoRepository(tmp, { models: [DEMO_MODEL] });
+      const dir = path.join(tmp, DEMO_MODEL);
+      const config = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      delete config.name; // the replica serves it under the deployment's name
+      await cp.registry.importFile(DEMO_MODEL, path.join(dir, '1', 'model.onnx'), { format: 'onnx', config });
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+  if (!cp.store.deployments.get(DEMO_DEPLOYMENT)) {
+    const version = cp.store.models.listVersions(DEMO_MODEL).at(-1)!.version;
+    cp.store.deployments.create(DeploymentSpecSchema.parse({ name: DEMO_DEPLOYMENT, model: DEMO_MODEL, replicas: 1, resources: { cpu: 0.25, memory_mb: 128 } }), version);
+    cp.store.events.append({ kind: 'deployment.created', subject: `deployment/${DEMO_DEPLOYMENT}`, message: `tern up deployed the demo model ${DEMO_MODEL} v${version}` });
+    cp.reconciler.trigger('demo deployment');
+  }
+}
+
+async function waitForReady(cp: ControlPlane, timeoutMs: number): Promise<{ node: string; port: number } | undefined> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const r = cp.store.replicas.listByDeployment(DEMO_DEPLOYMENT).find((x) => x.state === 'ready' && x.port);
+    if (r) return { node: r.node, port: r.port! };
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  return undefined;
+}
+
+export async function runUp(f: ControlFlags): Promise<void> {
+  const cp = await startControlPlane({ ...controlOptions(f), advertiseHost: f.advertise ?? '127.0.0.1' });
+  announceAdmin(cp);
+  const { token } = createApiToken(cp.store, `tern-up-${Date.now()}`, 'admin', 'tern up');
+  await saveCredentials({ url: cp.url, token });
+  let agent: RunningAgent | undefined;
+  try {
+    const join = createJoinToken(cp.store, 600, 'tern up local agent');
+    agent = await startAgent({ controlUrl: cp.url, token: join.token, dataDir: path.join(f.dataDir, 'agent'), address: '127.0.0.1', site: 'local' });
+    await deployDemo(cp);
+  } catch (err) {
+    await agent?.close();
+    await cp.close();
+    throw err;
+  }
+  onSignals(async () => { await agent?.close(); await cp.close(); });
+  const ready = await waitForReady(cp, 60_000);
+  process.stdout.write([
+    '',
+    `tern is up: control plane ${cp.url}, node ${agent.nodeId}, deployment '${DEMO_DEPLOYMENT}' (${DEMO_MODEL})`,
+    `  dashboard      ${cp.url}/`,
+    `  API            ${cp.url}/api/v1 (the CLI is logged in: try \`./tern nodes\`, \`./tern deployments\`, \`./tern events\`)`,
+    ready
+      ? `  inference      curl -s -X POST localhost:${ready.port}/v2/models/${DEMO_DEPLOYMENT}/infer -d '{"inputs":[{"name":"input","datatype":"FP32","shape":[1,4],"data":[6.3,3.3,6.0,2.5]}]}'`
+      : '  the demo replica is not ready yet: watch `./tern deployments show iris`',
+    '',
+  ].join('\n'));
+}

@@ -1,0 +1,126 @@
+/**
+ * `tern control`: wires the parts of the control plane together — the SQLite
+ * store, the model registry, the MQTT broker (embedded, or an external one by
+ * URL), the fleet hub that hears agents, the reconciler that acts, and the REST
+ * API. Each part knows nothing of the others; this file is the only place that
+ * connects them.
+ */
+import { randomBytes } from 'node:crypto';
+import { networkInterfaces } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { ensureFirstAdmin, type FirstAdmin } from './auth/accounts.js';
+import { verifyNodeToken } from './auth/principal.js';
+import { buildControlApi } from './api/control-api.js';
+import { placeholderPage } from './dashboard-placeholder.js';
+import { CONTROL_USERNAME, fleetBrokerAuth, startEmbeddedBroker, type EmbeddedBroker } from './mqtt/embedded-broker.js';
+import { FleetHub } from './mqtt/fleet-hub.js';
+import { Reconciler } from './reconciler/reconciler.js';
+import { ModelRegistry } from './registry/model-registry.js';
+import { Store } from './store/store.js';
+
+export interface ControlOptions {
+  dataDir: string;
+  host?: string;
+  /** REST API and dashboard port (default 7000; 0 = any free port). */
+  port?: number;
+  /** Embedded broker port (default 7883; 0 = any free port). Ignored with mqttUrl. */
+  mqttPort?: number;
+  /** Use this external broker (e.g. Mosquitto) instead of the embedded one. */
+  mqttUrl?: string;
+  mqttUsername?: string;
+  mqttPassword?: string;
+  /** Host agents use to reach this machine's broker (default: first non-internal IPv4, else the listen host). */
+  advertiseHost?: string;
+  adminUsername?: string;
+  adminPassword?: string;
+  heartbeatMs?: number;
+  heartbeatTimeoutMs?: number;
+  log?: Logger;
+}
+
+export interface ControlPlane {
+  url: string;
+  port: number;
+  mqttUrl: string;
+  admin: FirstAdmin;
+  store: Store;
+  registry: ModelRegistry;
+  hub: FleetHub;
+  reconciler: Reconciler;
+  api: FastifyInstance;
+  close(): Promise<void>;
+}
+
+function defaultAdvertiseHost(listenHost: string): string {
+  if (listenHost !== '0.0.0.0' && listenHost !== '::') return listenHost;
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+async function startBroker(o: ControlOptions, store: Store, controlPassword: string, log: Logger): Promise<EmbeddedBroker | undefined> {
+  if (o.mqttUrl) return undefined;
+  return startEmbeddedBroker({
+    host: o.host ?? '0.0.0.0',
+    port: o.mqttPort ?? 7883,
+    log: log.child({ part: 'broker' }),
+    auth: fleetBrokerAuth({ controlPassword, verifyNodeToken: (node, token) => verifyNodeToken(store, node, token) }),
+    onAccessDenied: (d) => store.events.append({
+      kind: 'mqtt.denied', subject: d.principal.kind === 'node' ? `node/${d.principal.node}` : 'control',
+      message: `MQTT ${d.action} on ${d.topic} refused for ${d.principal.kind === 'node' ? `node ${d.principal.node}` : 'control'}`,
+    }),
+  });
+}
+
+function wireHub(hub: FleetHub, reconciler: Reconciler): void {
+  hub.on('heartbeat', (node, hb) => reconciler.onHeartbeat(node, hb));
+  hub.on('status', (node, st) => reconciler.onStatus(node, st));
+  hub.on('nodeDown', (node, info) => reconciler.onNodeDown(node, info.reason));
+  hub.on('nodeUp', (node) => reconciler.onNodeUp(node));
+}
+
+export async function startControlPlane(o: ControlOptions): Promise<ControlPlane> {
+  const log = o.log ?? pino({ level: process.env.TERN_LOG_LEVEL ?? 'info' });
+  const store = Store.open(path.join(o.dataDir, 'tern.db'));
+  const admin = await ensureFirstAdmin(store, { username: o.adminUsername, password: o.adminPassword });
+  const registry = new ModelRegistry({ store, dataDir: path.join(o.dataDir, 'registry') });
+  // The control plane's own broker identity lives only as long as this process.
+  const controlPassword = randomBytes(24).toString('base64url');
+  const broker = await startBroker(o, store, controlPassword, log);
+  const host = o.host ?? '0.0.0.0';
+  const mqttUrl = o.mqttUrl ?? `mqtt://${o.advertiseHost ?? defaultAdvertiseHost(host)}:${broker!.port}`;
+  const hub = await FleetHub.connect({
+    url: broker ? `mqtt://127.0.0.1:${broker.port}` : o.mqttUrl!,
+    username: broker ? CONTROL_USERNAME : o.mqttUsername,
+    password: broker ? controlPassword : o.mqttPassword,
+    heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 3000,
+    log: log.child({ part: 'hub' }),
+  });
+  const reconciler = new Reconciler(store, hub, log.child({ part: 'reconciler' }));
+  wireHub(hub, reconciler);
+  // Nodes the store knows but that never speak again must still be declared down.
+  hub.expectNodes(store.nodes.list().filter((n) => n.state !== 'down').map((n) => n.id));
+  const api = await buildControlApi({
+    store, registry, log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
+    hooks: { desiredStateChanged: (reason) => reconciler.trigger(reason) },
+  });
+  api.get('/', { config: { access: 'public' } }, async (_req, reply) => reply.type('text/html').send(placeholderPage({
+    nodes: store.nodes.list().length, deployments: store.deployments.list().length, models: store.models.list().length,
+  })));
+  await api.listen({ host, port: o.port ?? 7000 });
+  const port = (api.server.address() as { port: number }).port;
+  reconciler.start();
+  return {
+    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, port, mqttUrl, admin, store, registry, hub, reconciler, api,
+    async close() {
+      reconciler.stop();
+      await api.close();
+      await hub.close();
+      await broker?.close();
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,35 @@
+/**
+ * The desired state of one node: every replica the store says should run
+ * there, as the agent needs it (model artifact, runtime, resources,
+ * generation). Published retained over MQTT; the revision orders versions.
+ */
+import type { DesiredState, ReplicaSpec } from '../../protocol/fleet.js';
+import type { ReplicaRecord, Store } from '../store/store.js';
+
+export function replicaSpec(store: Store, r: ReplicaRecord): ReplicaSpec | undefined {
+  const d = store.deployments.get(r.deployment);
+  const mv = store.models.getVersion(d?.model ?? '', r.version);
+  if (!d || !mv) return undefined;
+  return {
+    id: r.id, deployment: r.deployment, model: d.model, version: r.version, sha256: mv.sha256, format: mv.format,
+    runtime: d.spec.runtime, resources: d.spec.resources, generation: r.generation,
+    ...(mv.config ? { config: mv.config } : {}),
+  };
+}
+
+export function replicasToRun(store: Store, node: string): ReplicaSpec[] {
+  return store.replicas.listByNode(node)
+    .filter((r) => r.desired === 'run')
+    .map((r) => replicaSpec(store, r))
+    .filter((s): s is ReplicaSpec => s !== undefined)
+    .sort((a, b) => a.id.localeCompare(b.id));
+}
+
+/** What decides whether a node must be sent a new desired state. */
+export function fingerprint(replicas: ReplicaSpec[]): string {
+  return replicas.map((r) => `${r.id}@${r.generation}:${r.version}`).join(',');
+}
+
+export function desiredState(node: string, revision: number, replicas: ReplicaSpec[]): DesiredState {
+  return { node, revision, replicas };
+}

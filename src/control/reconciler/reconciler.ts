@@ -1,0 +1,266 @@
+/**
+ * Converges observed to desired state, continuously and after every change:
+ * places missing replicas, retires surplus ones, replaces replicas of nodes
+ * that went down or are draining, and rolls new versions out start-first (the
+ * new replica is ready before the old one stops). Every decision lands in the
+ * event log with its reason. Nodes learn their share as a retained desired
+ * state whose revision only grows, which also fences a node that comes back
+ * after being declared dead: its newer desired state no longer lists its old
+ * replicas, so it stops them.
+ */
+import type { Logger } from 'pino';
+import type { DesiredState, Heartbeat, ReplicaStatus } from '../../protocol/fleet.js';
+import { pickVictims, schedule, type NodeView } from '../scheduler/scheduler.js';
+import type { DeploymentRecord, NodeRecord, ReplicaRecord, Store } from '../store/store.js';
+import { desiredState, fingerprint, replicasToRun } from './desired-state.js';
+
+export interface DesiredPublisher {
+  publishDesired(state: DesiredState): Promise<void> | void;
+}
+
+export interface ReconcilerOptions {
+  /** Full pass at least this often, even without triggers. */
+  intervalMs?: number;
+  /** Heartbeats are written to the store in batches this often. */
+  heartbeatFlushMs?: number;
+}
+
+export class Reconciler {
+  private timer?: NodeJS.Timeout;
+  private flushTimer?: NodeJS.Timeout;
+  private pending?: NodeJS.Immediate;
+  private published = new Map<string, string>();
+  private heartbeats = new Map<string, { ts: number; stats: Heartbeat }>();
+  private lastWarning = new Map<string, string>();
+  private observed = new Map<string, string>();
+  private running = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly publisher: DesiredPublisher,
+    private readonly log: Logger,
+    private readonly options: ReconcilerOptions = {},
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.trigger('periodic'), this.options.intervalMs ?? 1000);
+    this.flushTimer = setInterval(() => this.flushHeartbeats(), this.options.heartbeatFlushMs ?? 250);
+    // After a restart, re-announce every node's desired state with a new revision.
+    this.published.clear();
+    this.trigger('startup');
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    clearInterval(this.flushTimer);
+    if (this.pending) clearImmediate(this.pending);
+    this.flushHeartbeats();
+  }
+
+  /** Coalesces bursts of triggers into one pass on the next turn of the event loop. */
+  trigger(reason: string): void {
+    if (this.pending) return;
+    this.pending = setImmediate(() => {
+      this.pending = undefined;
+      this.reconcile(reason);
+    });
+  }
+
+  // ---- observations from the fleet hub ----
+
+  onHeartbeat(node: string, hb: Heartbeat): void {
+    this.heartbeats.set(node, { ts: Date.now(), stats: hb });
+    for (const r of hb.replicas) this.observe(node, r.id, r.generation, { state: r.state });
+    const rec = this.store.nodes.get(node);
+    if (rec && rec.state === 'down') this.onNodeUp(node);
+    this.dropConfirmedStops(node, hb);
+  }
+
+  onStatus(node: string, st: ReplicaStatus): void {
+    this.observe(node, st.replica_id, st.generation, { state: st.state, port: st.port ?? null, message: st.message ?? '' });
+    if (st.state === 'failed') this.event('replica.failed', `replica/${st.replica_id}`, `replica ${st.replica_id} on ${node} failed: ${st.message ?? 'no reason given'}`);
+    if (st.state === 'ready' || st.state === 'stopped' || st.state === 'failed') this.trigger('replica status');
+  }
+
+  onNodeDown(node: string, reason: string): void {
+    const rec = this.store.nodes.get(node);
+    if (!rec || rec.state === 'down') return;
+    this.store.nodes.setState(node, 'down');
+    this.event('node.down', `node/${node}`, `node ${node} is down (${reason}); its replicas will be replaced`, { reason });
+    this.trigger('node down');
+  }
+
+  onNodeUp(node: string): void {
+    const rec = this.store.nodes.get(node);
+    if (!rec || rec.state !== 'down') return;
+    this.store.nodes.setState(node, 'ready');
+    this.event('node.up', `node/${node}`, `node ${node} is back`);
+    this.published.delete(node); // resend its (possibly emptied) desired state
+    this.trigger('node up');
+  }
+
+  private observe(node: string, id: string, generation: number, o: { state: ReplicaRecord['state']; port?: number | null; message?: string }): void {
+    const key = `${o.state}:${o.port ?? ''}:${o.message ?? ''}`;
+    if (this.observed.get(id) === key && o.port === undefined) return;
+    const r = this.store.replicas.get(id);
+    if (!r || r.node !== node || r.generation !== generation) return; // stale report from a fenced agent
+    if (r.state === o.state && o.port === undefined && o.message === undefined) {
+      this.observed.set(id, key);
+      return;
+    }
+    this.store.replicas.updateObserved(id, generation, o);
+    this.observed.set(id, key);
+  }
+
+  /** A replica told to stop is gone once the node reports it applied the revision without it. */
+  private dropConfirmedStops(node: string, hb: Heartbeat): void {
+    const rec = this.store.nodes.get(node);
+    if (!rec || hb.applied_revision < rec.desired_revision) return;
+    const reported = new Set(hb.replicas.filter((r) => r.state !== 'stopped').map((r) => r.id));
+    for (const r of this.store.replicas.listByNode(node)) {
+      if (r.desired === 'stop' && !reported.has(r.id)) {
+        this.store.replicas.remove(r.id);
+        this.observed.delete(r.id);
+      }
+    }
+  }
+
+  private flushHeartbeats(): void {
+    if (this.heartbeats.size === 0) return;
+    const updates = [...this.heartbeats].map(([id, h]) => ({ id, ts: h.ts, stats: h.stats }));
+    this.heartbeats.clear();
+    this.store.nodes.recordHeartbeats(updates);
+  }
+
+  // ---- the reconcile pass ----
+
+  reconcile(reason: string): void {
+    if (this.running) return;
+    this.running = true;
+    try {
+      this.flushHeartbeats();
+      this.store.transaction(() => {
+        for (const d of this.store.deployments.list()) this.reconcileDeployment(d);
+      });
+      this.publishChanged();
+    } catch (err) {
+      this.log.error({ err, reason }, 'reconcile pass failed');
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private reconcileDeployment(d: DeploymentRecord): void {
+    const nodes = new Map(this.store.nodes.list().map((n) => [n.id, n]));
+    const replicas = this.store.replicas.listByDeployment(d.name);
+    this.releaseLost(d, replicas, nodes);
+    const live = this.store.replicas.listByDeployment(d.name).filter((r) => r.desired === 'run');
+    if (d.deleting) return this.finishDeletion(d, live);
+    const movable = (r: ReplicaRecord) => r.version !== d.version || nodes.get(r.node)?.state === 'draining';
+    const current = live.filter((r) => !movable(r));
+    const old = live.filter(movable);
+    const missing = d.spec.replicas - current.length;
+    if (missing > 0) this.place(d, missing, nodes);
+    if (missing < 0) this.retire(d, current, -missing, 'scaled down');
+    this.retireOld(d, current, old);
+  }
+
+  /** Replicas on down nodes serve nothing: forget them so they are placed again elsewhere. */
+  private releaseLost(d: DeploymentRecord, replicas: ReplicaRecord[], nodes: Map<string, NodeRecord>): void {
+    for (const r of replicas) {
+      if (nodes.get(r.node)?.state !== 'down') continue;
+      this.store.replicas.remove(r.id);
+      this.observed.delete(r.id);
+      if (r.desired === 'run') {
+        this.event('replica.lost', `deployment/${d.name}`, `replica ${r.id} lost with node ${r.node} (node down); placing a replacement`, { replica: r.id, node: r.node });
+      }
+    }
+  }
+
+  private finishDeletion(d: DeploymentRecord, live: ReplicaRecord[]): void {
+    for (const r of live) this.store.replicas.setDesired(r.id, 'stop');
+    if (this.store.replicas.listByDeployment(d.name).length === 0) {
+      this.store.deployments.remove(d.name);
+      this.event('deployment.deleted', `deployment/${d.name}`, `deployment ${d.name} removed: all replicas stopped`);
+    }
+  }
+
+  private place(d: DeploymentRecord, count: number, nodes: Map<string, NodeRecord>): void {
+    const result = schedule(d.name, d.spec, count, this.nodeViews(nodes));
+    for (const p of result.placements) {
+      const r = this.store.replicas.create({ deployment: d.name, node: p.node, version: d.version, generation: d.generation });
+      this.event('replica.scheduled', `deployment/${d.name}`, `replica ${r.id} (v${d.version}) placed: ${p.explanation}`, { replica: r.id, node: p.node });
+    }
+    if (result.unplaced > 0) {
+      const message = `${result.unplaced} replica(s) of ${d.name} cannot be placed: ${result.refusals.join('; ') || 'no nodes'}`;
+      if (this.lastWarning.get(d.name) !== message) {
+        this.lastWarning.set(d.name, message);
+        this.event('deployment.unschedulable', `deployment/${d.name}`, message);
+      }
+    } else {
+      this.lastWarning.delete(d.name);
+    }
+  }
+
+  private retire(d: DeploymentRecord, from: ReplicaRecord[], count: number, why: string): void {
+    const notReady = from.filter((r) => r.state !== 'ready');
+    const ready = from.filter((r) => r.state === 'ready');
+    const victims = [...notReady, ...pickVictims(ready, Math.max(0, count - notReady.length))].slice(0, count);
+    for (const r of victims) {
+      this.store.replicas.setDesired(r.id, 'stop');
+      this.event('replica.stopping', `deployment/${d.name}`, `replica ${r.id} on ${r.node} stopping: ${why}`, { replica: r.id });
+    }
+  }
+
+  /** Start-first: an old replica stops only when enough new ones are ready to keep capacity. */
+  private retireOld(d: DeploymentRecord, current: ReplicaRecord[], old: ReplicaRecord[]): void {
+    if (old.length === 0) return;
+    const readyNew = current.filter((r) => r.state === 'ready').length;
+    const readyOld = old.filter((r) => r.state === 'ready').length;
+    const surplus = readyNew + readyOld - d.spec.replicas;
+    const notReadyOld = old.filter((r) => r.state !== 'ready');
+    this.retire(d, notReadyOld, notReadyOld.length, 'replaced (not serving)');
+    if (surplus > 0) this.retire(d, old.filter((r) => r.state === 'ready'), Math.min(surplus, readyOld), `replaced by a ready replica of v${d.version}`);
+  }
+
+  private nodeViews(nodes: Map<string, NodeRecord>): NodeView[] {
+    const replicas = this.store.replicas.list().filter((r) => r.desired === 'run');
+    return [...nodes.values()].map((n) => {
+      const mine = replicas.filter((r) => r.node === n.id);
+      const perDeployment = new Map<string, number>();
+      let cpu = 0;
+      let memory = 0;
+      for (const r of mine) {
+        perDeployment.set(r.deployment, (perDeployment.get(r.deployment) ?? 0) + 1);
+        const spec = this.store.deployments.get(r.deployment)?.spec;
+        cpu += spec?.resources.cpu ?? 0;
+        memory += spec?.resources.memory_mb ?? 0;
+      }
+      return {
+        id: n.id, facts: n.facts, labels: n.labels, cordoned: n.cordoned, state: n.state,
+        allocated: { cpu, memory_mb: memory }, replicas: perDeployment, cpu_percent: n.stats?.cpu_percent ?? 0,
+      };
+    });
+  }
+
+  /** Sends each node whose share changed its new desired state. */
+  private publishChanged(): void {
+    for (const n of this.store.nodes.list()) {
+      const specs = replicasToRun(this.store, n.id);
+      const fp = fingerprint(specs);
+      if (this.published.get(n.id) === fp) continue;
+      const revision = this.store.nodes.bumpRevision(n.id);
+      if (revision === undefined) continue;
+      this.published.set(n.id, fp);
+      void Promise.resolve(this.publisher.publishDesired(desiredState(n.id, revision, specs))).catch((err) => {
+        this.published.delete(n.id);
+        this.log.warn({ err, node: n.id }, 'desired state not published; will retry');
+      });
+    }
+  }
+
+  private event(kind: string, subject: string, message: string, data?: Record<string, unknown>): void {
+    this.store.events.append({ kind, subject, message, data });
+    this.log.info({ kind, subject }, message);
+  }
+}
