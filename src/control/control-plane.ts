@@ -96,7 +96,8 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
     url: broker ? `mqtt://127.0.0.1:${broker.port}` : o.mqttUrl!,
     username: broker ? CONTROL_USERNAME : o.mqttUsername,
     password: broker ? controlPassword : o.mqttPassword,
-    heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 3000,
+    // 2.5 s of silence plus one probe round keeps a hung node's detection under 3 s.
+    heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 2500,
     log: log.child({ part: 'hub' }),
   });
   const reconciler = new Reconciler(store, hub, log.child({ part: 'reconciler' }));

@@ -1,0 +1,176 @@
+/**
+ * The fleet over an external broker: Debian's Mosquitto, started by this test on a
+ * free port. First with an open config (the fleet scenarios), then with the
+ * password file and ACL that fleet-hub.ts documents for production.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MqttClient } from 'mqtt';
+import { FleetHub, type NodeDownInfo } from '../src/control/mqtt/fleet-hub.js';
+import { agentLinkClient, connectAgentLink } from '../src/control/mqtt/agent-link.js';
+import { agentClientId } from '../src/control/mqtt/acl.js';
+import { topics, type DesiredState } from '../src/protocol/fleet.js';
+import { CONTROL_PASSWORD, CONTROL_USER, desired, freePort, heartbeat, log, nextEvent, nodeToken, rawClient, sleep, until } from './mqtt-helpers.js';
+import { defineFleetScenarios } from './mqtt-scenarios.js';
+
+const MOSQUITTO = '/usr/sbin/mosquitto';
+const MOSQUITTO_PASSWD = '/usr/bin/mosquitto_passwd';
+const installed = existsSync(MOSQUITTO);
+const required = process.env.CI === 'true';
+if (!installed) {
+  console.warn(required
+    ? `Mosquitto tests: ${MOSQUITTO} is missing but CI=true requires them (add mosquitto to the apt-get line of .ci/run)`
+    : `SKIPPED Mosquitto tests: ${MOSQUITTO} is not installed (apt-get install -y mosquitto); they run whenever it is, and always with CI=true`);
+}
+
+interface Mosquitto { url: string; stop(): Promise<void> }
+
+/** Starts mosquitto with `config` (listener lines are added) and the given files in a scratch directory. */
+async function startMosquitto(config: (dir: string) => string[], files: Record<string, string> = {}, setup?: (dir: string) => void): Promise<Mosquitto> {
+  if (!installed) throw new Error(`${MOSQUITTO} is not installed: apt-get install -y mosquitto`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'tern-mosquitto-'));
+  chmodSync(dir, 0o755); // mosquitto started as root drops to the mosquitto user, which must read these files
+  for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text, { mode: 0o644 });
+  setup?.(dir);
+  const port = await freePort();
+  const conf = [`listener ${port} 127.0.0.1`, 'persistence false', 'log_dest stderr', ...config(dir)];
+  writeFileSync(path.join(dir, 'mosquitto.conf'), conf.join('\n') + '\n', { mode: 0o644 });
+  const child: ChildProcess = spawn(MOSQUITTO, ['-c', path.join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  let exited = false;
+  child.on('exit', () => { exited = true; });
+  let listening = false;
+  for (const end = Date.now() + 5000; !listening && !exited && Date.now() < end;) {
+    listening = await canConnect(port);
+    if (!listening) await sleep(50);
+  }
+  if (!listening) {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`mosquitto did not start on port ${port}:\n${stderr}`);
+  }
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    async stop() {
+      if (!exited) {
+        const gone = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await gone;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect(port, '127.0.0.1');
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+describe.skipIf(!installed && !required)('FleetHub over Mosquitto (open config)', () => {
+  let mosquitto: Mosquitto;
+  beforeAll(async () => {
+    mosquitto = await startMosquitto(() => ['allow_anonymous true']);
+  });
+  afterAll(async () => {
+    await mosquitto?.stop();
+  });
+
+  defineFleetScenarios('mosquitto', () => mosquitto);
+});
+
+describe.skipIf(!installed && !required)('Mosquitto with the password file and ACL documented in fleet-hub.ts', () => {
+  const NODES = ['acl-a', 'acl-b'];
+  let mosquitto: Mosquitto;
+  const clients: MqttClient[] = [];
+
+  beforeAll(async () => {
+    const acl = [
+      `user ${CONTROL_USER}`, 'topic readwrite #',
+      'pattern write tern/nodes/%u/heartbeat', 'pattern write tern/nodes/%u/status', 'pattern write tern/nodes/%u/presence',
+      'pattern read tern/nodes/%u/desired', 'pattern read tern/nodes/%u/commands',
+    ].join('\n') + '\n';
+    mosquitto = await startMosquitto((dir) => [
+      'allow_anonymous false',
+      `password_file ${path.join(dir, 'tern.passwd')}`,
+      `acl_file ${path.join(dir, 'tern.acl')}`,
+      'use_username_as_clientid true',
+    ], { 'tern.acl': acl }, (dir) => {
+      const file = path.join(dir, 'tern.passwd');
+      execFileSync(MOSQUITTO_PASSWD, ['-b', '-c', file, CONTROL_USER, CONTROL_PASSWORD]);
+      for (const n of NODES) execFileSync(MOSQUITTO_PASSWD, ['-b', file, n, nodeToken(n)]);
+      chmodSync(file, 0o644);
+    });
+  });
+  afterAll(async () => {
+    for (const c of clients) c.end(true);
+    await mosquitto?.stop();
+  });
+
+  async function client(username: string, password: string): Promise<MqttClient> {
+    const c = await rawClient(mosquitto.url, { username, password, clientId: username === CONTROL_USER ? `raw-${Math.random()}` : agentClientId(username) });
+    clients.push(c);
+    return c;
+  }
+
+  it('refuses bad credentials', async () => {
+    await expect(client('acl-a', 'wrong')).rejects.toThrow(/Not authorized|Bad username or password/);
+    await expect(client('intruder', 'x')).rejects.toThrow(/Not authorized|Bad username or password/);
+  });
+
+  it('keeps a node off another node\'s topics (Mosquitto drops the publish and keeps the connection)', async () => {
+    const ctl = await client(CONTROL_USER, CONTROL_PASSWORD);
+    const seen: string[] = [];
+    ctl.on('message', (t) => seen.push(t));
+    await ctl.subscribeAsync('tern/nodes/#', { qos: 1 });
+    const a = await client('acl-a', nodeToken('acl-a'));
+    await a.publishAsync(topics.heartbeat('acl-b'), JSON.stringify(heartbeat(1)), { qos: 1 });
+    await a.publishAsync(topics.heartbeat('acl-a'), JSON.stringify(heartbeat(1)), { qos: 1 });
+    expect(await until(() => seen.includes(topics.heartbeat('acl-a')))).toBe(true);
+    await sleep(200);
+    expect(seen).not.toContain(topics.heartbeat('acl-b'));
+    expect(a.connected).toBe(true);
+
+    // A subscription to another node's desired state receives nothing.
+    const got: string[] = [];
+    a.on('message', (t) => got.push(t));
+    const granted = await a.subscribeAsync(topics.desired('acl-b'), { qos: 1 }).then((g) => g.map((x) => x.qos), (e: { packet?: { granted?: number[] } }) => e.packet?.granted);
+    await ctl.publishAsync(topics.desired('acl-b'), JSON.stringify(desired('acl-b', 1)), { qos: 1 });
+    await sleep(300);
+    expect(got).toEqual([]);
+    console.log(`[mosquitto] SUBACK for another node's desired topic: ${JSON.stringify(granted)}`);
+    await ctl.publishAsync(topics.desired('acl-b'), '', { qos: 1, retain: true });
+  });
+
+  it('carries heartbeats, retained desired state and the last will for authenticated agents', async () => {
+    const h = await FleetHub.connect({ url: mosquitto.url, username: CONTROL_USER, password: CONTROL_PASSWORD, log });
+    const l = connectAgentLink({ url: mosquitto.url, node: 'acl-b', token: nodeToken('acl-b'), log });
+    const timer = setInterval(() => l.publishHeartbeat(heartbeat(0)), 200);
+    try {
+      await h.publishDesired(desired('acl-b', 4));
+      const got: DesiredState[] = [];
+      l.onDesired((d) => got.push(d));
+      await nextEvent<[string]>(h, 'heartbeat', (n) => n === 'acl-b');
+      expect(await until(() => got.length === 1)).toBe(true);
+      expect(got[0].revision).toBe(4);
+      const down = nextEvent<[string, NodeDownInfo]>(h, 'nodeDown', (n) => n === 'acl-b', 5000);
+      const t0 = Date.now();
+      agentLinkClient(l).stream.destroy();
+      expect((await down)[1].reason).toBe('last-will');
+      console.log(`[mosquitto+acl] last-will failure detection: ${Date.now() - t0} ms`);
+    } finally {
+      clearInterval(timer);
+      await l.close();
+      await h.clearDesired('acl-b');
+      await h.close();
+    }
+  });
+});
