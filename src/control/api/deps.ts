@@ -1,0 +1,27 @@
+/** What the control API needs from the rest of the control plane (wired by control-plane.ts). */
+import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import type { ModelRegistry } from '../registry/model-registry.js';
+import type { Store } from '../store/store.js';
+
+export interface ControlApiHooks {
+  /** Desired state changed (deployment or node scheduling flags); the reconciler re-plans. */
+  desiredStateChanged(reason: string): void;
+}
+
+export interface ControlApiDeps {
+  store: Store;
+  registry: ModelRegistry;
+  log: Logger;
+  /** The MQTT URL agents should connect to (known only once the broker listens). */
+  mqttUrl: () => string;
+  heartbeatMs: number;
+  hooks: ControlApiHooks;
+  /** Largest upload chunk in bytes (default 16 MiB). */
+  chunkLimit?: number;
+  /** Lifetime of login sessions (default 30 days). */
+  sessionTtlMs?: number;
+}
+
+export type ApiApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
