@@ -1,7 +1,8 @@
 /**
  * The limit: ONNX Runtime's `InferenceSession.run` called in this process on
- * the very model.onnx tern serves, one call after another, with the session
- * options of tern's session worker (src/serving/runtimes/onnx-worker.ts).
+ * the very model.onnx tern serves, one call after another, in a session made
+ * by tern's own createSession (src/serving/runtimes/onnx-session.ts), so the
+ * session options are tern's.
  * intraOpNumThreads is the model's config `threads` x `instances`: all the
  * intra-op threads tern may use for the model, given to one session.
  */
@@ -9,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { ModelConfigSchema, type ModelConfig } from '../protocol/model-config.js';
+import { createSession } from '../serving/runtimes/onnx-session.js';
 import { newLatencyHistogram, summarize, type LatencySummary } from './load-generator.js';
 import type { BenchTensor } from './model-inputs.js';
 
@@ -22,6 +24,8 @@ export interface ServingConfig {
   intraOpThreads: number;
   maxBatchSize: number;
   batching: string;
+  /** Where tern runs the sessions: `thread` (worker threads) or `inline` (main thread). */
+  execution: string;
 }
 
 /** The model's config.json with the server's defaults applied. */
@@ -37,19 +41,15 @@ export async function readServingConfig(repository: string, model: string): Prom
     intraOpThreads: config.threads * config.instances,
     maxBatchSize: config.max_batch_size,
     batching: config.max_batch_size > 0 ? batching : 'none (max_batch_size 0)',
+    execution: config.execution,
   };
-}
-
-/** The options of tern's onnx session worker, with the thread count given. */
-export function sessionOptions(intraOpThreads: number): ort.InferenceSession.SessionOptions {
-  return { intraOpNumThreads: intraOpThreads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
 }
 
 export class RawSession {
   private constructor(private readonly session: ort.InferenceSession) {}
 
   static async open(modelFile: string, intraOpThreads: number): Promise<RawSession> {
-    return new RawSession(await ort.InferenceSession.create(modelFile, sessionOptions(intraOpThreads)));
+    return new RawSession(await createSession(modelFile, intraOpThreads));
   }
 
   /**

@@ -260,7 +260,7 @@ export function renderModel(run: ModelRun, s: ModelSummary): string {
   if (run.inputs) lines.push(`input ${run.inputs.map((i) => `${i.name} ${i.datatype} [${i.shape.join(',')}]`).join(', ')} per request`);
   if (run.serving) {
     const c = run.serving;
-    lines.push(`tern config: threads ${c.threads} x instances ${c.instances}, max_batch_size ${c.maxBatchSize}, batching ${c.batching}; raw ORT and naive server use intraOpNumThreads = threads x instances = ${c.intraOpThreads}`);
+    lines.push(`tern config: threads ${c.threads} x instances ${c.instances}, execution ${c.execution}, max_batch_size ${c.maxBatchSize}, batching ${c.batching}; raw ORT and naive server use intraOpNumThreads = threads x instances = ${c.intraOpThreads}`);
   }
   if (run.error) lines.push(`NOT MEASURED: ${run.error}`);
   lines.push('');
@@ -298,7 +298,7 @@ export function machineInfo(ortVersion: string) {
 }
 
 export const NOTES = [
-  'raw: onnxruntime-node InferenceSession.run in the bench process, sequential calls on one prebuilt batch, session options of tern\'s onnx worker; rows/s = batch x runs/s.',
+  'raw: onnxruntime-node InferenceSession.run in the bench process, sequential calls on one prebuilt batch, session made by tern\'s own createSession (same options as tern); rows/s = batch x runs/s.',
   'raw and naive: intraOpNumThreads = config threads x config instances (the intra-op threads tern may use for the model, given to one session).',
   'tern and naive: child processes on 127.0.0.1, loaded by closed-loop clients in the bench process (same machine: clients and servers share the CPUs; see bench cpu / srv cpu, in cores).',
   'every server request carries 1 row; rps = requests completed inside the measured window / window length (the window lasts the duration and at least until 2 x clients answers came in, at most 60 s); latencies from HDR histograms.',

@@ -98,7 +98,7 @@ function plannedMs(opts: Options): number {
   return opts.warmupMs + opts.durationMs;
 }
 
-/** Marks `labels` as steps that could not run, so the progress stays truthful. */
+/** Records planned measurements that cannot run, with the reason, and moves the progress past them. */
 function skipSteps(ctx: Context, run: ModelRun, template: Omit<Measurement, 'error'>[], error: string): void {
   for (const m of template) {
     ctx.progress.step(`${run.model} ${m.system} ${m.transport} (skipped)`, plannedMs(ctx.opts)).finish();
@@ -245,6 +245,10 @@ async function startTern(repository: string): Promise<{ server: ChildServer; htt
   return { server, httpPort, grpcPort };
 }
 
+function configJson(c: ServingConfig | undefined) {
+  return c && { threads: c.threads, instances: c.instances, execution: c.execution, intra_op_threads: c.intraOpThreads, max_batch_size: c.maxBatchSize, batching: c.batching };
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const date = new Date().toISOString();
@@ -303,7 +307,7 @@ async function main(): Promise<void> {
       },
       notes: NOTES,
       noisy_measurements: noisy,
-      models: summaries.map((s, i) => ({ ...s, inputs: runs[i].inputs, config: runs[i].serving, measurements: runs[i].measurements })),
+      models: summaries.map((s, i) => ({ ...s, inputs: runs[i].inputs, config: configJson(runs[i].serving), measurements: runs[i].measurements })),
       targets,
     },
   });

@@ -115,7 +115,7 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
   deps.command('ls', { isDefault: true }).option('--json').action(act(async (o: Out) => {
     const res = await (await client()).get<any>('/deployments');
     const list: any[] = res.deployments ?? res;
-    print(list, o, () => formatTable(list.map((d) => ({ name: d.name, model: d.model, version: d.version, replicas: d.spec?.replicas, ready: d.ready, deleting: d.deleting || undefined })), ['name', 'model', 'version', 'replicas', 'ready', 'deleting']));
+    print(list, o, () => formatTable(list.map((d) => ({ name: d.name, model: d.model, version: d.version, replicas: d.spec?.replicas, ready: d.status ? `${d.status.ready}/${d.status.desired}` : undefined, deleting: d.deleting || undefined })), ['name', 'model', 'version', 'replicas', 'ready', 'deleting']));
   }));
   deps.command('show <name>').action(act(async (name: string) => print(await (await client()).get(`/deployments/${name}`), { json: true })));
   deps.command('scale <name> <replicas>').action(act(async (name: string, n: string) => {

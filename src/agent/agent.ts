@@ -1,0 +1,217 @@
+/**
+ * `tern agent`: the node agent. Wires its modules (messages.ts lists them and
+ * what they say to each other):
+ *
+ *   identity    join / rejoin, identity.json            (identity.ts)
+ *   facts       NodeFacts and the CPU score at join     (facts.ts, facts-probe.ts)
+ *   hub         the MQTT session                        (hub.ts)
+ *   supervisor  replicas, drivers, model cache, ports   (replica-supervisor.ts)
+ *   commands    drain / restart-replica, once per id    (commands.ts)
+ *   heartbeat   stats every heartbeat interval          (stats.ts)
+ *
+ * With an identity and a saved desired state, the agent serves those replicas
+ * at once and reaches the control plane in the background (edge autonomy);
+ * without an identity it first joins with the join token.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import type { Heartbeat, NodeFacts } from '../protocol/fleet.js';
+import { Backoff, sleep, type BackoffConfig } from './backoff.js';
+import { CommandLog, type AgentCommand } from './commands.js';
+import './drivers/builtin.js';
+import type { ProcessDriverConfig } from './drivers/process-driver.js';
+import { ProcessDriver } from './drivers/process-driver.js';
+import { createDriver, type RuntimeName } from './drivers/driver.js';
+import { collectFacts, type FactsConfig } from './facts.js';
+import { Hub } from './hub.js';
+import { join, JoinRefusedError, loadIdentity, type Identity } from './identity.js';
+import { AgentBus, MESSAGES } from './messages.js';
+import { DEFAULT_CACHE_BYTES, ModelCache } from './model-cache.js';
+import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from './port-allocator.js';
+import { ReplicaSupervisor } from './replica-supervisor.js';
+import { STATE_FILES } from './state-files.js';
+import { StatsSampler } from './stats.js';
+
+export interface AgentOptions extends FactsConfig {
+  /** The control plane's base URL, e.g. http://control:7000. */
+  controlUrl: string;
+  /** Join token; optional when `<dataDir>/identity.json` exists. */
+  token?: string;
+  dataDir: string;
+  /** Heartbeat interval; default: what the control plane says at join, else 1000 ms. */
+  heartbeatMs?: number;
+  /** Ports for replicas (each takes a pair). */
+  portRange?: PortRange;
+  /** Model cache budget in bytes. */
+  cacheBytes?: number;
+  log?: Logger;
+  /** Module settings (defaults suit a Raspberry Pi). */
+  joinBackoff?: BackoffConfig;
+  restartBackoff?: BackoffConfig;
+  /** A replica that stayed ready this long starts its restart backoff afresh. */
+  stableAfterMs?: number;
+  stopGraceMs?: number;
+  processDriver?: Omit<ProcessDriverConfig, 'dataDir' | 'log'>;
+}
+
+export interface RunningAgent {
+  readonly nodeId: string;
+  /** True while the MQTT session to the control plane is up. */
+  readonly connected: boolean;
+  readonly supervisor: ReplicaSupervisor;
+  readonly bus: AgentBus;
+  /** Resolves once joined (at once when it already was). */
+  readonly joined: Promise<void>;
+  /** Stops heartbeats, says "offline", stops the replicas (desired.json stays for the next start). */
+  close(): Promise<void>;
+}
+
+export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
+  const log = options.log ?? pino({ level: process.env.TERN_LOG_LEVEL ?? 'info' }).child({ component: 'agent' });
+  const dataDir = path.resolve(options.dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const bus = new AgentBus();
+  const lifetime = new AbortController();
+
+  let identity: Identity | undefined = await loadIdentity(dataDir);
+  const controlUrl = options.controlUrl;
+  const cache = new ModelCache({
+    dir: path.join(dataDir, STATE_FILES.cache),
+    maxBytes: options.cacheBytes ?? DEFAULT_CACHE_BYTES,
+    source: () => (identity ? { controlUrl, token: identity.node_token } : undefined),
+    log,
+  });
+  const supervisor = new ReplicaSupervisor({
+    dataDir, cache,
+    ports: new PortAllocator(options.portRange ?? DEFAULT_PORT_RANGE),
+    report: (status) => bus.emit(MESSAGES.replicaStatus, status),
+    driver: (name: RuntimeName) => (name === 'process'
+      ? new ProcessDriver({ ...options.processDriver, dataDir, log })
+      : createDriver(name, { dataDir, log })),
+    restartBackoff: options.restartBackoff,
+    stableAfterMs: options.stableAfterMs,
+    stopGraceMs: options.stopGraceMs,
+    log,
+  });
+  // Workloads of a previous agent run: adopted by drivers that can, cleaned up by the others.
+  await supervisor.driver('process').adopt?.();
+
+  // Edge autonomy: with an identity, serve the saved desired state before reaching the control plane.
+  if (identity) {
+    supervisor.setNode(identity.node_id);
+    const restored = await supervisor.restore();
+    if (restored) log.info({ node: identity.node_id, revision: restored.revision, replicas: restored.replicas.length }, 'serving the saved desired state');
+  }
+
+  let facts: Promise<NodeFacts> | undefined;
+  const getFacts = () => {
+    facts ??= collectFacts(options).catch((err: unknown) => {
+      facts = undefined;
+      throw err;
+    });
+    return facts;
+  };
+
+  const commands = new CommandLog(dataDir);
+  await commands.load();
+  const onCommand = (command: AgentCommand) => {
+    void (async () => {
+      if (!(await commands.record(command.id))) {
+        log.info({ id: command.id, kind: command.kind }, 'command already handled');
+        return;
+      }
+      log.info({ id: command.id, kind: command.kind }, 'command');
+      if (command.kind === 'drain') await supervisor.drain();
+      else if (!(await supervisor.restartReplica(command.replica_id))) log.warn({ id: command.id, replica: command.replica_id }, 'restart-replica: this node does not run that replica');
+    })().catch((err: unknown) => log.error({ err, id: command.id }, 'command failed'));
+  };
+  bus.on(MESSAGES.command, onCommand);
+  bus.on(MESSAGES.desiredState, (desired) => {
+    supervisor.apply(desired).catch((err: unknown) => log.error({ err, revision: desired.revision }, 'cannot apply the desired state'));
+  });
+
+  let hub: Hub | undefined;
+  let heartbeatMs = options.heartbeatMs ?? 1000;
+  const stats = new StatsSampler();
+  let seq = 0;
+  let heartbeatTimer: NodeJS.Timeout | undefined;
+  const beat = async () => {
+    if (!hub?.connected) return;
+    const [node, replicas] = await Promise.all([stats.sample(), supervisor.replicaStats()]);
+    const heartbeat: Heartbeat = {
+      seq: seq++, ts: Date.now(), ...node,
+      applied_revision: Math.max(0, supervisor.appliedRevision),
+      replicas,
+    };
+    hub.publishHeartbeat(heartbeat);
+  };
+  const scheduleBeat = () => {
+    if (lifetime.signal.aborted) return;
+    heartbeatTimer = setTimeout(() => {
+      beat().catch((err: unknown) => log.warn({ err }, 'heartbeat failed')).finally(scheduleBeat);
+    }, heartbeatMs);
+  };
+
+  const connect = async (background: boolean) => {
+    const backoff = new Backoff({ initialMs: 5000, maxMs: 60_000, factor: 2, jitter: 0.2 });
+    for (;;) {
+      try {
+        const res = await join({
+          controlUrl, dataDir, token: options.token, facts: getFacts, backoff: options.joinBackoff, signal: lifetime.signal, log,
+        });
+        identity = { node_id: res.node_id, node_token: res.node_token };
+        supervisor.setNode(res.node_id);
+        if (options.heartbeatMs === undefined) heartbeatMs = res.heartbeat_ms;
+        if (lifetime.signal.aborted) return;
+        hub = new Hub({
+          bus, url: res.mqtt_url, node: res.node_id, token: res.node_token, log,
+          appliedRevision: supervisor.appliedRevision >= 0 ? supervisor.appliedRevision : undefined,
+          statuses: () => supervisor.statuses(),
+        });
+        scheduleBeat();
+        return;
+      } catch (err) {
+        if (lifetime.signal.aborted) return;
+        if (!background || !(err instanceof JoinRefusedError)) throw err;
+        // Already serving: keep serving, and keep asking (an operator can fix the token or the node).
+        const delay = backoff.next();
+        log.error({ err: err.message, retry_ms: delay }, 'the control plane refused this node; still serving the saved desired state');
+        await sleep(delay, lifetime.signal);
+      }
+    }
+  };
+
+  let joined: Promise<void>;
+  if (identity) {
+    joined = connect(true);
+    joined.catch((err: unknown) => log.error({ err }, 'joining failed'));
+  } else {
+    await connect(false);
+    joined = Promise.resolve();
+  }
+  const nodeId = identity?.node_id;
+  if (!nodeId) throw new Error('agent closed before it joined');
+
+  let closing: Promise<void> | undefined;
+  return {
+    nodeId,
+    supervisor,
+    bus,
+    joined,
+    get connected() {
+      return hub?.connected ?? false;
+    },
+    close() {
+      closing ??= (async () => {
+        lifetime.abort();
+        clearTimeout(heartbeatTimer);
+        await hub?.close().catch((err: unknown) => log.warn({ err }, 'closing the MQTT session failed'));
+        await supervisor.close(options.stopGraceMs);
+        bus.removeAllListeners();
+        log.info({ node: nodeId }, 'agent stopped');
+      })();
+      return closing;
+    },
+  };
+}

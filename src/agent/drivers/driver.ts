@@ -1,0 +1,99 @@
+/**
+ * Runtime drivers: how a replica runs on a node. One interface, a registry by
+ * name, one file per driver (as ONNX Runtime JS keeps backends behind one
+ * API): `process` (a `tern serve` child per replica) now; `container` (Docker
+ * Engine API) and `microvm` register themselves here when they land.
+ */
+import type { Logger } from 'pino';
+import type { ReplicaSpec } from '../../protocol/fleet.js';
+
+export type RuntimeName = ReplicaSpec['runtime'];
+
+export interface ReplicaExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True when the driver was asked to stop it. */
+  requested: boolean;
+  /** The replica's last output lines (stderr first), for the status message. */
+  lastLines: string[];
+}
+
+export interface ReplicaUsage {
+  /** Of one core (up to 100 x cores). */
+  cpu_percent: number;
+  rss_bytes: number;
+}
+
+/** A running replica. */
+export interface ReplicaHandle {
+  readonly pid?: number;
+  /** HTTP port (OIP v2 REST, TF Serving REST, app endpoints). */
+  readonly port: number;
+  readonly grpcPort?: number;
+  /** How CPU and memory limits apply, e.g. "limits enforced: cgroup v2: cpu 0.5 cores, memory 256 MB" or "limits not enforced: <reason>". */
+  readonly limits: string;
+  /** Graceful stop (SIGTERM or the runtime's equivalent), forced after `graceMs`. Resolves once it is gone. */
+  stop(graceMs?: number): Promise<void>;
+  /** Called once when the replica ends, whether asked to or not. */
+  onExit(cb: (exit: ReplicaExit) => void): void;
+  stats(): Promise<ReplicaUsage | undefined>;
+}
+
+export interface StartOptions {
+  /** Aborting cancels a start in progress: the workload is stopped and start rejects. */
+  signal?: AbortSignal;
+}
+
+/** A workload found running from before an agent restart, now supervised again. */
+export interface AdoptedReplica {
+  replicaId: string;
+  generation: number;
+  handle: ReplicaHandle;
+}
+
+export interface RuntimeDriver {
+  readonly name: RuntimeName;
+  /**
+   * Starts a replica serving the model in `modelDir` under the deployment's
+   * name on `port`; resolves once it is ready for inference.
+   */
+  start(spec: ReplicaSpec, modelDir: string, port: number, options?: StartOptions): Promise<ReplicaHandle>;
+  /** Called once at agent start: take over (or clean up) workloads of a previous agent run. */
+  adopt?(): Promise<AdoptedReplica[]>;
+  /** Removes what a replica left on disk once it is no longer desired. */
+  remove?(replicaId: string): Promise<void>;
+  /** Stops every replica it runs (agent shutdown). */
+  close?(graceMs?: number): Promise<void>;
+}
+
+/** What every driver gets from the agent. */
+export interface DriverContext {
+  dataDir: string;
+  log?: Logger;
+}
+
+export type DriverFactory = (context: DriverContext) => RuntimeDriver;
+
+const factories = new Map<RuntimeName, DriverFactory>();
+
+export function registerDriver(name: RuntimeName, factory: DriverFactory): void {
+  factories.set(name, factory);
+}
+
+export function driverNames(): RuntimeName[] {
+  return [...factories.keys()];
+}
+
+export function createDriver(name: RuntimeName, context: DriverContext): RuntimeDriver {
+  const factory = factories.get(name);
+  if (!factory) {
+    throw new Error(`runtime '${name}' is not available on this node (available: ${driverNames().join(', ') || 'none'})`);
+  }
+  return factory(context);
+}
+
+/** Safe as one path segment and a cgroup name: ids from the control plane are not trusted blindly. */
+export function replicaDirName(replicaId: string): string {
+  const name = replicaId.replace(/[^A-Za-z0-9_.-]/g, '_');
+  return name === '.' || name === '..' || name === '' ? `_${name}` : name;
+}

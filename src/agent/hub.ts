@@ -1,0 +1,76 @@
+/**
+ * The hub: this node's MQTT session to the control plane (the link from
+ * control/mqtt/agent-link.ts), bridged to the agent's bus.
+ *   in:  desired states -> 'desired-state', commands -> 'command' (validated)
+ *   out: 'replica-status' -> status topic, while connected; on every
+ *        (re)connect the current status of every replica is sent again, so
+ *        nothing needs queueing through an outage; heartbeats while connected.
+ */
+import type { Logger } from 'pino';
+import type { Heartbeat, ReplicaStatus } from '../protocol/fleet.js';
+import { connectAgentLink, type AgentLink, type AgentLinkOptions } from '../control/mqtt/agent-link.js';
+import { AgentCommandSchema } from './commands.js';
+import { MESSAGES, type AgentBus } from './messages.js';
+
+export interface HubConfig {
+  bus: AgentBus;
+  url: string;
+  node: string;
+  token: string;
+  /** Revision already applied (restored from disk): the link ignores it and older ones. */
+  appliedRevision?: number;
+  /** Current replica statuses, re-sent on every connect. */
+  statuses: () => ReplicaStatus[];
+  log: Logger;
+  /** Test seam for another transport; default: the MQTT agent link. */
+  connect?: (options: AgentLinkOptions) => AgentLink;
+}
+
+export class Hub {
+  private readonly link: AgentLink;
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly forwardStatus = (status: ReplicaStatus) => {
+    if (this.link.connected) this.link.publishStatus(status);
+  };
+
+  constructor(private readonly config: HubConfig) {
+    const { bus, log } = config;
+    this.link = (config.connect ?? connectAgentLink)({ url: config.url, node: config.node, token: config.token, log, appliedRevision: config.appliedRevision });
+    this.unsubscribe.push(
+      this.link.onDesired((desired) => bus.emit(MESSAGES.desiredState, desired)),
+      this.link.onCommand((raw) => {
+        // The link's envelope names the command `type`; tern's agent commands name it `kind`. Accept either.
+        const candidate = { ...raw, kind: (raw as { kind?: unknown }).kind ?? raw.type };
+        const parsed = AgentCommandSchema.safeParse(candidate);
+        if (!parsed.success) {
+          log.warn({ id: raw.id, type: raw.type, issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) }, 'ignoring an unknown or malformed command');
+          return;
+        }
+        bus.emit(MESSAGES.command, parsed.data);
+      }),
+      this.link.onConnectionChange((connected) => {
+        if (connected) for (const s of config.statuses()) this.link.publishStatus({ ...s, ts: Date.now() });
+        bus.emit(MESSAGES.linkState, connected);
+      }),
+    );
+    bus.on(MESSAGES.replicaStatus, this.forwardStatus);
+  }
+
+  get connected(): boolean {
+    return this.link.connected;
+  }
+
+  get lastError(): string | undefined {
+    return this.link.lastError;
+  }
+
+  publishHeartbeat(heartbeat: Heartbeat): void {
+    this.link.publishHeartbeat(heartbeat);
+  }
+
+  async close(): Promise<void> {
+    this.config.bus.off(MESSAGES.replicaStatus, this.forwardStatus);
+    for (const u of this.unsubscribe.splice(0)) u();
+    await this.link.close();
+  }
+}
