@@ -102,4 +102,45 @@ describe.skipIf(!!unavailable)('fleet across network namespaces', () => {
     expect(events.some((e) => e.kind === 'replica.lost' && e.message.includes(victim.id))).toBe(true);
     expect(events.some((e) => e.kind === 'replica.scheduled' && /chosen \(score/.test(e.message))).toBe(true);
   }, 30_000);
+
+  it('rolls a new version out start-first: ready capacity never drops below the desired count', async () => {
+    await cp.registry.importFile('iris-logreg', path.join(DEMO_REPO, 'iris-forest', '1', 'model.onnx'), { format: 'onnx', version: '2' });
+    let minReady = Infinity;
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        minReady = Math.min(minReady, readyReplicas('iris').length);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    })();
+    expect((await api('POST', '/deployments/iris/rollout', { version: '2' })).status).toBe(200);
+    const done = await waitFor(() => {
+      const all = cp.store.replicas.listByDeployment('iris');
+      return all.length === 3 && all.every((r) => r.version === '2' && r.state === 'ready');
+    }, 40_000, 100);
+    watching = false;
+    await watcher;
+    expect(done).toBe(true);
+    expect(minReady).toBeGreaterThanOrEqual(3);
+  }, 60_000);
+
+  it('drains a node: its replicas move to the others, new ones ready first', async () => {
+    const busiest = readyReplicas('iris')[0].node;
+    expect((await api('POST', `/nodes/${busiest}/drain`)).status).toBe(200);
+    expect(await waitFor(() => {
+      const all = cp.store.replicas.listByDeployment('iris');
+      return all.length === 3 && all.every((r) => r.node !== busiest && r.state === 'ready');
+    }, 40_000, 100)).toBe(true);
+    const events = cp.store.events.query({ subject: 'deployment/iris', limit: 1000 });
+    expect(events.some((e) => e.kind === 'replica.stopping' && /replaced by a ready replica/.test(e.message))).toBe(true);
+    expect((await api('POST', `/nodes/${busiest}/uncordon`)).status).toBe(200);
+  }, 60_000);
+
+  it('scales 3 -> 1 and stops the surplus replica processes', async () => {
+    expect((await api('POST', '/deployments/iris/scale', { replicas: 1 })).status).toBe(200);
+    expect(await waitFor(() => cp.store.replicas.listByDeployment('iris').length === 1 && readyReplicas('iris').length === 1, 30_000, 100)).toBe(true);
+    // The nodes confirm it too: their heartbeats list one running replica in all.
+    expect(await waitFor(() => cp.store.nodes.list().filter((n) => n.state === 'ready')
+      .flatMap((n) => n.stats?.replicas ?? []).filter((r) => r.state !== 'stopped').length === 1, 10_000)).toBe(true);
+  }, 45_000);
 });

@@ -41,7 +41,7 @@ function startControl(): ChildProcess {
   return start(['control', '--data-dir', path.join(dataDir, 'control'), '--host', '127.0.0.1', '--port', String(apiPort), '--mqtt-port', String(mqttPort), '--admin-password', PASSWORD]);
 }
 
-async function api<T = any>(method: string, route: string, body?: unknown, raw?: Uint8Array): Promise<{ status: number; body: T }> {
+async function api<T = any>(method: string, route: string, body?: unknown, raw?: Uint8Array<ArrayBuffer>): Promise<{ status: number; body: T }> {
   const res = await fetch(`http://127.0.0.1:${apiPort}/api/v1${route}`, {
     method,
     headers: { authorization: `Bearer ${token}`, ...(raw ? { 'content-type': 'application/octet-stream' } : body ? { 'content-type': 'application/json' } : {}) },
