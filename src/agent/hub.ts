@@ -39,11 +39,9 @@ export class Hub {
     this.unsubscribe.push(
       this.link.onDesired((desired) => bus.emit(MESSAGES.desiredState, desired)),
       this.link.onCommand((raw) => {
-        // The link's envelope names the command `type`; tern's agent commands name it `kind`. Accept either.
-        const candidate = { ...raw, kind: (raw as { kind?: unknown }).kind ?? raw.type };
-        const parsed = AgentCommandSchema.safeParse(candidate);
+        const parsed = AgentCommandSchema.safeParse(raw);
         if (!parsed.success) {
-          log.warn({ id: raw.id, type: raw.type, issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) }, 'ignoring an unknown or malformed command');
+          log.warn({ id: raw.id, kind: raw.kind, issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) }, 'ignoring an unknown or malformed command');
           return;
         }
         bus.emit(MESSAGES.command, parsed.data);

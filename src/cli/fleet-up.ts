@@ -15,7 +15,6 @@ import { DeploymentSpecSchema } from '../protocol/fleet.js';
 import { saveCredentials } from './api-client.js';
 
 export interface ControlFlags { dataDir: string; host: string; port: number; mqttPort: number; mqttUrl?: string; advertise?: string; adminPassword?: string }
-export interface AgentFlags { control: string; token?: string; dataDir: string; label?: string[]; site?: string; zone?: string; address?: string }
 
 function onSignals(stop: () => Promise<void>): void {
   const handler = () => void stop().then(() => process.exit(0), () => process.exit(1));
@@ -38,20 +37,6 @@ export async function runControl(f: ControlFlags): Promise<void> {
   announceAdmin(cp);
   process.stdout.write(`tern control listening on ${cp.url} (API ${cp.url}/api/v1, MQTT ${cp.mqttUrl})\n`);
   onSignals(() => cp.close());
-}
-
-function labelsFrom(pairs: string[] = []): Record<string, string> {
-  return Object.fromEntries(pairs.map((p) => {
-    const i = p.indexOf('=');
-    if (i < 1) throw new Error(`--label '${p}' must look like key=value`);
-    return [p.slice(0, i), p.slice(i + 1)];
-  }));
-}
-
-export async function runAgent(f: AgentFlags): Promise<void> {
-  const agent = await startAgent({ controlUrl: f.control, token: f.token, dataDir: f.dataDir, labels: labelsFrom(f.label), site: f.site, zone: f.zone, address: f.address });
-  process.stdout.write(`tern agent running as node ${agent.nodeId}\n`);
-  onSignals(() => agent.close());
 }
 
 const DEMO_MODEL = 'iris-forest';

@@ -5,12 +5,17 @@
  * a non-zero exit.
  */
 import { Command } from 'commander';
-import { DEFAULT_BODY_LIMIT } from '../serving/http/http-server.js';
-import { writeDemoRepository } from '../models/demo-repository.js';
+import { DEFAULT_BODY_LIMIT } from '../serving/limits.js';
 import { parseList, parsePort, parsePositiveInt } from './options.js';
-import { serve, type ServeFlags } from './serve-command.js';
+import type { ServeFlags } from './serve-command.js';
 import { registerFleetCommands } from './fleet-commands.js';
-import { runAgent, runControl, runUp, type AgentFlags, type ControlFlags } from './fleet-up.js';
+import type { ControlFlags } from './fleet-up.js';
+import type { AgentFlags } from './agent-command.js';
+
+// Commands load their modules when run: the agent must not carry the model
+// server, control plane and ONNX Runtime in its memory, and short commands start faster.
+const serving = () => import('./serve-command.js');
+const fleet = () => import('./fleet-up.js');
 
 function fail(err: unknown): never {
   process.stderr.write(`tern: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -35,7 +40,7 @@ const program = new Command('tern')
   .showHelpAfterError();
 
 withServeOptions(program.command('serve').description('serve a model repository over OIP v2 REST/gRPC, TF Serving REST and app endpoints'))
-  .action(async (flags: ServeFlags) => { await serve(flags).catch(fail); });
+  .action(async (flags: ServeFlags) => { await (await serving()).serve(flags).catch(fail); });
 
 function withControlOptions(cmd: Command, dataDir: string): Command {
   return cmd
@@ -49,10 +54,10 @@ function withControlOptions(cmd: Command, dataDir: string): Command {
 }
 
 withControlOptions(program.command('up').description('run tern locally: control plane, a local agent and the demo model deployed'), '.tern')
-  .action(async (flags: ControlFlags) => { await runUp(flags).catch(fail); });
+  .action(async (flags: ControlFlags) => { await (await fleet()).runUp(flags).catch(fail); });
 
 withControlOptions(program.command('control').description('run the control plane (API, MQTT broker, scheduler, registry)'), '.tern/control')
-  .action(async (flags: ControlFlags) => { await runControl(flags).catch(fail); });
+  .action(async (flags: ControlFlags) => { await (await fleet()).runControl(flags).catch(fail); });
 
 program.command('agent').description('run a node agent that joins a control plane')
   .requiredOption('--control <url>', 'control plane URL, e.g. http://10.0.0.1:7000')
@@ -62,7 +67,7 @@ program.command('agent').description('run a node agent that joins a control plan
   .option('--site <site>', 'site (e.g. factory-1, cloud)')
   .option('--zone <zone>', 'zone')
   .option('--address <addr>', 'address other nodes use to reach this node')
-  .action(async (flags: AgentFlags) => { await runAgent(flags).catch(fail); });
+  .action(async (flags: AgentFlags) => { await (await import('./agent-command.js')).runAgent(flags).catch(fail); });
 
 const models = program.command('models').description('model repositories and the registry');
 models.command('demo <dir>')
@@ -70,6 +75,7 @@ models.command('demo <dir>')
   .option('--models <names>', 'comma-separated subset to write', parseList)
   .action(async (dir: string, opts: { models?: string[] }) => {
     try {
+      const { writeDemoRepository } = await import('../models/demo-repository.js');
       const written = await writeDemoRepository(dir, { models: opts.models });
       process.stdout.write(`wrote ${written.length} models to ${dir}: ${written.join(', ')}\n`);
     } catch (err) {

@@ -220,6 +220,8 @@ export function connectAgentLink(options: AgentLinkOptions): AgentLink {
     reconnectPeriod: 1000,
     reconnectOnConnackError: true,
     queueQoSZero: false,
+    // mqtt.js would pre-allocate 65,536 small write buffers (~10 MB RSS): too much for a Pi's agent.
+    writeCache: false,
     // subscriptions are renewed explicitly on every connect (see onConnect)
     resubscribe: false,
     will: { topic: topics.presence(options.node), payload: Buffer.from(PRESENCE_OFFLINE), qos: 1, retain: true },

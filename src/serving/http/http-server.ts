@@ -17,7 +17,7 @@ export interface HttpOptions {
   bodyLimit: number;
 }
 
-export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
+export { DEFAULT_BODY_LIMIT } from '../limits.js';
 
 export function buildHttpServer(core: InferenceCore, apps: AppRegistry, options: HttpOptions): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: options.bodyLimit, keepAliveTimeout: 65_000, return503OnClosing: true });
