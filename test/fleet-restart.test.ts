@@ -7,11 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_REPO, removeDir, waitFor } from './helpers.js';
+import { DEMO_REPO, freePort, removeDir, waitFor } from './helpers.js';
 
 const CLI = path.resolve('dist/cli/main.js');
 const PASSWORD = 'restart-test-password';
@@ -20,15 +19,6 @@ let dataDir: string;
 let apiPort: number;
 let mqttPort: number;
 let token = '';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function start(args: string[]): ChildProcess {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TERN_LOG_LEVEL: 'warn' } });

@@ -1,5 +1,6 @@
 /** Shared test plumbing: real servers on free ports, scratch copies of the demo repository, HTTP helpers. */
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -62,3 +63,12 @@ export const IRIS_ROWS: { features: number[]; label: number }[] = [
   { features: [6.3, 3.3, 6.0, 2.5], label: 2 },
   { features: [7.7, 3.0, 6.1, 2.3], label: 2 },
 ];
+
+/** A TCP port free right now on loopback (for servers that need a known port before they start). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}

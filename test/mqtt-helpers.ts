@@ -1,6 +1,5 @@
 /** Plumbing for the MQTT tests: a test auth, raw mqtt.js clients, fleet messages, event waits. */
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
-import { createServer, type AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import type { Principal } from '../src/control/mqtt/embedded-broker.js';
 import type { DesiredState, Heartbeat } from '../src/protocol/fleet.js';
@@ -79,10 +78,4 @@ export async function until(check: () => boolean, timeoutMs = 10_000, everyMs = 
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
+export { freePort } from './helpers.js';
