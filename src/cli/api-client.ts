@@ -25,8 +25,8 @@ export async function loadCredentials(flags: { url?: string; token?: string } = 
   try {
     saved = JSON.parse(await readFile(credentialsFile(), 'utf8')) as Credentials;
   } catch { /* not logged in yet */ }
-  const url = flags.url ?? process.env.TERN_URL ?? saved.url;
-  const token = flags.token ?? process.env.TERN_TOKEN ?? saved.token;
+  const url = flags.url || process.env.TERN_URL || saved.url;
+  const token = flags.token || process.env.TERN_TOKEN || saved.token;
   if (!url || !token) throw new Error('not logged in: run `tern login --url http://<control>:7000 --username admin` first (or set TERN_URL and TERN_TOKEN)');
   return { url: url.replace(/\/+$/, ''), token };
 }
