@@ -12,6 +12,7 @@ import { createApiToken, createJoinToken } from '../control/auth/accounts.js';
 import { startControlPlane, type ControlOptions, type ControlPlane } from '../control/control-plane.js';
 import { writeDemoRepository } from '../models/demo-repository.js';
 import { DeploymentSpecSchema } from '../protocol/fleet.js';
+import { pino } from 'pino';
 import { saveCredentials } from './api-client.js';
 
 export interface ControlFlags { dataDir: string; host: string; port: number; mqttPort: number; mqttUrl?: string; advertise?: string; adminPassword?: string }
@@ -75,14 +76,16 @@ async function waitForReady(cp: ControlPlane, timeoutMs: number): Promise<{ node
 }
 
 export async function runUp(f: ControlFlags): Promise<void> {
-  const cp = await startControlPlane({ ...controlOptions(f), advertiseHost: f.advertise ?? '127.0.0.1' });
+  // One terminal shows everything here: keep it to warnings unless asked (TERN_LOG_LEVEL=info).
+  const log = pino({ level: process.env.TERN_LOG_LEVEL ?? 'warn' });
+  const cp = await startControlPlane({ ...controlOptions(f), advertiseHost: f.advertise ?? '127.0.0.1', log });
   announceAdmin(cp);
   const { token } = createApiToken(cp.store, `tern-up-${Date.now()}`, 'admin', 'tern up');
   await saveCredentials({ url: cp.url, token });
   let agent: RunningAgent | undefined;
   try {
     const join = createJoinToken(cp.store, 600, 'tern up local agent');
-    agent = await startAgent({ controlUrl: cp.url, token: join.token, dataDir: path.join(f.dataDir, 'agent'), address: '127.0.0.1', site: 'local' });
+    agent = await startAgent({ controlUrl: cp.url, token: join.token, dataDir: path.join(f.dataDir, 'agent'), address: '127.0.0.1', site: 'local', log: log.child({ component: 'agent' }) });
     await deployDemo(cp);
   } catch (err) {
     await agent?.close();
