@@ -15,6 +15,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import { Readable } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { TernError } from '../../protocol/errors.js';
@@ -95,11 +96,42 @@ function describe(principal: Principal): string {
   return principal.kind === 'control' ? 'control' : `node ${principal.node}`;
 }
 
+interface RetainedPacket { topic: string; payload: Buffer }
+interface RetainedStore {
+  storeRetained(packet: RetainedPacket, cb?: (err: Error | null) => void): unknown;
+  createRetainedStreamCombi(patterns: string[]): Readable;
+}
+
+/**
+ * aedes' in-memory persistence answers a SUBSCRIBE's retained messages by
+ * testing every retained topic against each filter: O(retained topics) per
+ * subscription. Every node has a retained presence and desired state, so a
+ * fleet of N agents (re)connecting costs O(N^2): ~4.5 s of CPU at 1000 nodes,
+ * minutes at 10,000. Agents subscribe to exact topics only; those are answered
+ * from an index by topic, and wildcard filters (the control's) as before.
+ */
+export function indexRetainedByTopic(persistence: RetainedStore): void {
+  const byTopic = new Map<string, RetainedPacket>();
+  const store = persistence.storeRetained.bind(persistence);
+  const combi = persistence.createRetainedStreamCombi.bind(persistence);
+  persistence.storeRetained = (packet, cb) => {
+    if (packet.payload.length === 0) byTopic.delete(packet.topic);
+    else byTopic.set(packet.topic, { ...packet });
+    return store(packet, cb);
+  };
+  persistence.createRetainedStreamCombi = (patterns) => {
+    if (patterns.some((p) => p.includes('+') || p.includes('#'))) return combi(patterns);
+    return Readable.from(patterns.flatMap((p) => byTopic.get(p) ?? []));
+  };
+}
+
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const host = options.host ?? '127.0.0.1';
   const log = options.log;
   const principals = new WeakMap<Client, Principal>();
   const aedes = await Aedes.createBroker();
+  // aedes sets `persistence` (its default in-memory one) on the instance; its type declarations omit it.
+  indexRetainedByTopic((aedes as unknown as { persistence: RetainedStore }).persistence);
 
   const denied = (denial: AccessDenial): void => {
     log.warn({ client: denial.clientId, principal: describe(denial.principal), topic: denial.topic },

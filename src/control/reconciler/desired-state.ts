@@ -17,6 +17,36 @@ export function replicaSpec(store: Store, r: ReplicaRecord): ReplicaSpec | undef
   };
 }
 
+/**
+ * Every node's replicas to run, from one query, looking each deployment and
+ * model version up once (a reconcile pass needs all nodes' shares: one query
+ * per node and two per replica cost ~90 ms a pass at 1000 nodes).
+ */
+export function replicasToRunByNode(store: Store): Map<string, ReplicaSpec[]> {
+  const deployments = new Map<string, ReturnType<Store['deployments']['get']>>();
+  const versions = new Map<string, ReturnType<Store['models']['getVersion']>>();
+  const byNode = new Map<string, ReplicaSpec[]>();
+  for (const r of store.replicas.list()) {
+    if (r.desired !== 'run') continue;
+    if (!deployments.has(r.deployment)) deployments.set(r.deployment, store.deployments.get(r.deployment));
+    const d = deployments.get(r.deployment);
+    if (!d) continue;
+    const vkey = `${d.model}\u0000${r.version}`;
+    if (!versions.has(vkey)) versions.set(vkey, store.models.getVersion(d.model, r.version));
+    const mv = versions.get(vkey);
+    if (!mv) continue;
+    const spec: ReplicaSpec = {
+      id: r.id, deployment: r.deployment, model: d.model, version: r.version, sha256: mv.sha256, format: mv.format,
+      runtime: d.spec.runtime, resources: d.spec.resources, generation: r.generation,
+      ...(mv.config ? { config: mv.config } : {}),
+    };
+    const list = byNode.get(r.node);
+    if (list) list.push(spec); else byNode.set(r.node, [spec]);
+  }
+  for (const list of byNode.values()) list.sort((a, b) => a.id.localeCompare(b.id));
+  return byNode;
+}
+
 export function replicasToRun(store: Store, node: string): ReplicaSpec[] {
   return store.replicas.listByNode(node)
     .filter((r) => r.desired === 'run')

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { DesiredState, Heartbeat, ReplicaStatus } from '../../protocol/fleet.js';
 import { pickVictims, schedule, type NodeView } from '../scheduler/scheduler.js';
 import type { DeploymentRecord, NodeRecord, ReplicaRecord, Store } from '../store/store.js';
-import { desiredState, fingerprint, replicasToRun } from './desired-state.js';
+import { desiredState, fingerprint, replicasToRunByNode } from './desired-state.js';
 
 export interface DesiredPublisher {
   publishDesired(state: DesiredState): Promise<void> | void;
@@ -23,12 +23,19 @@ export interface ReconcilerOptions {
   intervalMs?: number;
   /** Heartbeats are written to the store in batches this often. */
   heartbeatFlushMs?: number;
+  /**
+   * Triggered passes start at least this long after the previous one ended (default 100 ms):
+   * a thousand "ready" reports then cost a few passes, not hundreds. The first trigger after a
+   * quiet spell still runs on the next turn of the event loop.
+   */
+  minPassGapMs?: number;
 }
 
 export class Reconciler {
   private timer?: NodeJS.Timeout;
   private flushTimer?: NodeJS.Timeout;
-  private pending?: NodeJS.Immediate;
+  private pending?: { cancel(): void };
+  private lastPassEnd = -Infinity;
   private published = new Map<string, string>();
   private heartbeats = new Map<string, { ts: number; stats: Heartbeat }>();
   private lastWarning = new Map<string, string>();
@@ -53,17 +60,26 @@ export class Reconciler {
   stop(): void {
     clearInterval(this.timer);
     clearInterval(this.flushTimer);
-    if (this.pending) clearImmediate(this.pending);
+    this.pending?.cancel();
+    this.pending = undefined;
     this.flushHeartbeats();
   }
 
-  /** Coalesces bursts of triggers into one pass on the next turn of the event loop. */
+  /** Coalesces bursts of triggers into one pass: on the next turn of the event loop, and no sooner than minPassGapMs after the previous pass. */
   trigger(reason: string): void {
     if (this.pending) return;
-    this.pending = setImmediate(() => {
+    const run = () => {
       this.pending = undefined;
       this.reconcile(reason);
-    });
+    };
+    const wait = this.lastPassEnd + (this.options.minPassGapMs ?? 100) - performance.now();
+    if (wait > 0) {
+      const t = setTimeout(run, wait);
+      this.pending = { cancel: () => clearTimeout(t) };
+    } else {
+      const i = setImmediate(run);
+      this.pending = { cancel: () => clearImmediate(i) };
+    }
   }
 
   // ---- observations from the fleet hub ----
@@ -71,9 +87,10 @@ export class Reconciler {
   onHeartbeat(node: string, hb: Heartbeat): void {
     this.heartbeats.set(node, { ts: Date.now(), stats: hb });
     for (const r of hb.replicas) this.observe(node, r.id, r.generation, { state: r.state });
-    const rec = this.store.nodes.get(node);
-    if (rec && rec.state === 'down') this.onNodeUp(node);
-    this.dropConfirmedStops(node, hb);
+    const rec = this.store.nodes.liveness(node);
+    if (!rec) return;
+    if (rec.state === 'down') this.onNodeUp(node);
+    if (hb.applied_revision >= rec.desired_revision) this.dropConfirmedStops(node, hb);
   }
 
   onStatus(node: string, st: ReplicaStatus): void {
@@ -114,11 +131,11 @@ export class Reconciler {
 
   /** A replica told to stop is gone once the node reports it applied the revision without it. */
   private dropConfirmedStops(node: string, hb: Heartbeat): void {
-    const rec = this.store.nodes.get(node);
-    if (!rec || hb.applied_revision < rec.desired_revision) return;
+    const stopping = this.store.replicas.listStoppingByNode(node);
+    if (stopping.length === 0) return;
     const reported = new Set(hb.replicas.filter((r) => r.state !== 'stopped').map((r) => r.id));
-    for (const r of this.store.replicas.listByNode(node)) {
-      if (r.desired === 'stop' && !reported.has(r.id)) {
+    for (const r of stopping) {
+      if (!reported.has(r.id)) {
         this.store.replicas.remove(r.id);
         this.observed.delete(r.id);
       }
@@ -140,18 +157,21 @@ export class Reconciler {
     try {
       this.flushHeartbeats();
       this.store.transaction(() => {
-        for (const d of this.store.deployments.list()) this.reconcileDeployment(d);
+        const deployments = this.store.deployments.list();
+        // Node states do not change during a pass: read (and parse) them once, not once per deployment.
+        const nodes = deployments.length ? new Map(this.store.nodes.list().map((n) => [n.id, n])) : new Map<string, NodeRecord>();
+        for (const d of deployments) this.reconcileDeployment(d, nodes);
       });
       this.publishChanged();
     } catch (err) {
       this.log.error({ err, reason }, 'reconcile pass failed');
     } finally {
       this.running = false;
+      this.lastPassEnd = performance.now();
     }
   }
 
-  private reconcileDeployment(d: DeploymentRecord): void {
-    const nodes = new Map(this.store.nodes.list().map((n) => [n.id, n]));
+  private reconcileDeployment(d: DeploymentRecord, nodes: Map<string, NodeRecord>): void {
     const replicas = this.store.replicas.listByDeployment(d.name);
     this.releaseLost(d, replicas, nodes);
     const live = this.store.replicas.listByDeployment(d.name).filter((r) => r.desired === 'run');
@@ -224,15 +244,21 @@ export class Reconciler {
   }
 
   private nodeViews(nodes: Map<string, NodeRecord>): NodeView[] {
-    const replicas = this.store.replicas.list().filter((r) => r.desired === 'run');
+    const specs = new Map<string, DeploymentRecord['spec'] | undefined>();
+    const byNode = new Map<string, ReplicaRecord[]>();
+    for (const r of this.store.replicas.list()) {
+      if (r.desired !== 'run') continue;
+      const list = byNode.get(r.node);
+      if (list) list.push(r); else byNode.set(r.node, [r]);
+    }
     return [...nodes.values()].map((n) => {
-      const mine = replicas.filter((r) => r.node === n.id);
       const perDeployment = new Map<string, number>();
       let cpu = 0;
       let memory = 0;
-      for (const r of mine) {
+      for (const r of byNode.get(n.id) ?? []) {
         perDeployment.set(r.deployment, (perDeployment.get(r.deployment) ?? 0) + 1);
-        const spec = this.store.deployments.get(r.deployment)?.spec;
+        if (!specs.has(r.deployment)) specs.set(r.deployment, this.store.deployments.get(r.deployment)?.spec);
+        const spec = specs.get(r.deployment);
         cpu += spec?.resources.cpu ?? 0;
         memory += spec?.resources.memory_mb ?? 0;
       }
@@ -245,16 +271,17 @@ export class Reconciler {
 
   /** Sends each node whose share changed its new desired state. */
   private publishChanged(): void {
-    for (const n of this.store.nodes.list()) {
-      const specs = replicasToRun(this.store, n.id);
+    const shares = replicasToRunByNode(this.store);
+    for (const id of this.store.nodes.ids()) {
+      const specs = shares.get(id) ?? [];
       const fp = fingerprint(specs);
-      if (this.published.get(n.id) === fp) continue;
-      const revision = this.store.nodes.bumpRevision(n.id);
+      if (this.published.get(id) === fp) continue;
+      const revision = this.store.nodes.bumpRevision(id);
       if (revision === undefined) continue;
-      this.published.set(n.id, fp);
-      void Promise.resolve(this.publisher.publishDesired(desiredState(n.id, revision, specs))).catch((err) => {
-        this.published.delete(n.id);
-        this.log.warn({ err, node: n.id }, 'desired state not published; will retry');
+      this.published.set(id, fp);
+      void Promise.resolve(this.publisher.publishDesired(desiredState(id, revision, specs))).catch((err) => {
+        this.published.delete(id);
+        this.log.warn({ err, node: id }, 'desired state not published; will retry');
       });
     }
   }

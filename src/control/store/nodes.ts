@@ -59,6 +59,8 @@ const COLUMNS = 'id, facts, label_overrides, cordoned, state, last_heartbeat_ms,
 export class NodeTable {
   private readonly db: Database.Database;
   private readonly getStmt: Database.Statement<[string], NodeRow>;
+  private readonly livenessStmt: Database.Statement<[string], { state: NodeState; desired_revision: number }>;
+  private readonly idsStmt: Database.Statement<[], { id: string }>;
   private readonly listStmt: Database.Statement<[], NodeRow>;
   private readonly upsertStmt: Database.Statement;
   private readonly idByTokenStmt: Database.Statement<[string], { id: string }>;
@@ -73,6 +75,8 @@ export class NodeTable {
   constructor(db: Database.Database) {
     this.db = db;
     this.getStmt = db.prepare(`SELECT ${COLUMNS} FROM nodes WHERE id = ?`);
+    this.livenessStmt = db.prepare('SELECT state, desired_revision FROM nodes WHERE id = ?');
+    this.idsStmt = db.prepare('SELECT id FROM nodes ORDER BY id');
     this.listStmt = db.prepare(`SELECT ${COLUMNS} FROM nodes ORDER BY id`);
     // A rejoining node keeps its labels, cordon flag, revision and a drain in progress.
     this.upsertStmt = db.prepare(`INSERT INTO nodes (id, facts, node_token_hash, state, last_heartbeat_ms, joined_at, updated_at)
@@ -102,6 +106,16 @@ export class NodeTable {
   get(id: string): NodeRecord | undefined {
     const row = this.getStmt.get(id);
     return row && toRecord(row);
+  }
+
+  /** State and desired revision only: what the heartbeat path needs, without parsing facts and stats. */
+  liveness(id: string): { state: NodeState; desired_revision: number } | undefined {
+    return this.livenessStmt.get(id);
+  }
+
+  /** Every node id (no JSON columns parsed). */
+  ids(): string[] {
+    return this.idsStmt.all().map((r) => r.id);
   }
 
   list(): NodeRecord[] {

@@ -47,6 +47,7 @@ export class ReplicaTable {
   private readonly listStmt: Database.Statement<[], ReplicaRow>;
   private readonly byDeploymentStmt: Database.Statement<[string], ReplicaRow>;
   private readonly byNodeStmt: Database.Statement<[string], ReplicaRow>;
+  private readonly stoppingByNodeStmt: Database.Statement<[string], ReplicaRow>;
   private readonly desiredStmt: Database.Statement<[ReplicaDesired, number, string]>;
   private readonly observedStmt: Database.Statement;
   private readonly removeStmt: Database.Statement<[string]>;
@@ -58,6 +59,7 @@ export class ReplicaTable {
     this.listStmt = db.prepare('SELECT * FROM replicas ORDER BY deployment, id');
     this.byDeploymentStmt = db.prepare('SELECT * FROM replicas WHERE deployment = ? ORDER BY created_at, rowid');
     this.byNodeStmt = db.prepare('SELECT * FROM replicas WHERE node = ? ORDER BY created_at, rowid');
+    this.stoppingByNodeStmt = db.prepare("SELECT * FROM replicas WHERE node = ? AND desired = 'stop'");
     this.desiredStmt = db.prepare('UPDATE replicas SET desired = ?, updated_at = ? WHERE id = ?');
     this.observedStmt = db.prepare(`UPDATE replicas SET state = @state, port = COALESCE(@port, port),
       message = COALESCE(@message, message), updated_at = @now WHERE id = @id AND generation = @generation`);
@@ -88,6 +90,11 @@ export class ReplicaTable {
 
   listByNode(node: string): ReplicaRecord[] {
     return this.byNodeStmt.all(node).map(toRecord);
+  }
+
+  /** Replicas of `node` told to stop (usually none: the heartbeat path checks this on every beat). */
+  listStoppingByNode(node: string): ReplicaRecord[] {
+    return this.stoppingByNodeStmt.all(node).map(toRecord);
   }
 
   setDesired(id: string, desired: ReplicaDesired, now = Date.now()): boolean {
