@@ -103,6 +103,28 @@ describe.skipIf(!!unavailable)('fleet across network namespaces', () => {
     expect(events.some((e) => e.kind === 'replica.scheduled' && /chosen \(score/.test(e.message))).toBe(true);
   }, 30_000);
 
+  it('fences a node that comes back after being declared dead: no duplicate replicas stay running', async () => {
+    const victim = readyReplicas('iris')[0];
+    const victimNs = net.nodes.find((n) => n.address === cp.store.nodes.get(victim.node)!.facts.address)!.name;
+    const agent = agents.get(victimNs)!;
+    const frozenAt = Date.now();
+    agent.kill('SIGSTOP'); // silent but connected: only missed heartbeats reveal it; its replicas keep running
+    expect(await waitFor(() => cp.store.nodes.get(victim.node)?.state === 'down', 10_000, 50)).toBe(true);
+    expect(await waitFor(() => readyReplicas('iris').length === 3 && readyReplicas('iris').every((r) => r.node !== victim.node), 15_000, 50)).toBe(true);
+    agent.kill('SIGCONT');
+    expect(await waitFor(() => cp.store.nodes.get(victim.node)?.state === 'ready', 20_000, 100)).toBe(true);
+    // The returned node learns (newer revision) that its old replicas are no longer its own and stops them.
+    expect(await waitFor(() => {
+      const reported = cp.store.nodes.get(victim.node)?.stats?.replicas ?? [];
+      return reported.filter((r) => r.state !== 'stopped').length === 0;
+    }, 20_000, 100)).toBe(true);
+    const running = cp.store.nodes.list().flatMap((n) => n.stats?.replicas ?? []).filter((r) => r.state === 'ready');
+    expect(running).toHaveLength(3);
+    const events = cp.store.events.query({ limit: 1000 }).filter((e) => e.ts >= frozenAt);
+    expect(events.some((e) => e.kind === 'node.down' && /heartbeat-timeout/.test(e.message))).toBe(true);
+    expect(events.some((e) => e.kind === 'node.up' && e.subject === `node/${victim.node}`)).toBe(true);
+  }, 60_000);
+
   it('rolls a new version out start-first: ready capacity never drops below the desired count', async () => {
     await cp.registry.importFile('iris-logreg', path.join(DEMO_REPO, 'iris-forest', '1', 'model.onnx'), { format: 'onnx', version: '2' });
     let minReady = Infinity;
