@@ -174,3 +174,40 @@ describe.skipIf(!installed && !required)('Mosquitto with the password file and A
     }
   });
 });
+
+describe.skipIf(!installed && !required)('the whole fleet over Mosquitto (tern control --mqtt-url)', () => {
+  let mosquitto: Mosquitto;
+  let dir: string;
+  let cp: Awaited<ReturnType<typeof import('../src/control/control-plane.js').startControlPlane>>;
+  let agent: Awaited<ReturnType<typeof import('../src/agent/agent.js').startAgent>>;
+  beforeAll(async () => {
+    mosquitto = await startMosquitto(() => ['allow_anonymous true']);
+    dir = mkdtempSync(path.join(tmpdir(), 'tern-fleet-mosquitto-'));
+    const { startControlPlane } = await import('../src/control/control-plane.js');
+    cp = await startControlPlane({ dataDir: path.join(dir, 'control'), host: '127.0.0.1', port: 0, mqttUrl: mosquitto.url, adminPassword: 'mosquitto-fleet', log });
+  });
+  afterAll(async () => {
+    await agent?.close();
+    await cp?.close();
+    await mosquitto?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('joins an agent, places a replica that serves, and detects the agent leaving', async () => {
+    const { createJoinToken } = await import('../src/control/auth/accounts.js');
+    const { startAgent } = await import('../src/agent/agent.js');
+    const { DeploymentSpecSchema } = await import('../src/protocol/fleet.js');
+    const { DEMO_REPO } = await import('./helpers.js');
+    await cp.registry.importFile('iris-logreg', path.join(DEMO_REPO, 'iris-logreg', '1', 'model.onnx'), { format: 'onnx' });
+    agent = await startAgent({ controlUrl: cp.url, token: createJoinToken(cp.store, 600).token, dataDir: path.join(dir, 'agent'), address: '127.0.0.1', log });
+    expect(await until(() => cp.store.nodes.get(agent.nodeId)?.last_heartbeat_ms != null, 15_000, 100)).toBe(true);
+    cp.store.deployments.create(DeploymentSpecSchema.parse({ name: 'iris', model: 'iris-logreg', replicas: 1, resources: { cpu: 0.25, memory_mb: 128 } }), '1');
+    cp.reconciler.trigger('test deployment');
+    expect(await until(() => cp.store.replicas.listByDeployment('iris').some((r) => r.state === 'ready' && r.port), 30_000, 100)).toBe(true);
+    const port = cp.store.replicas.listByDeployment('iris')[0].port;
+    const res = await fetch(`http://127.0.0.1:${port}/v2/models/iris/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [6.3, 3.3, 6.0, 2.5] }], outputs: [{ name: 'label' }] }) });
+    expect(((await res.json()) as { outputs: { data: number[] }[] }).outputs[0].data).toEqual([2]);
+    await agent.close();
+    expect(await until(() => cp.store.nodes.get(agent.nodeId)?.state === 'down', 5_000, 50)).toBe(true);
+  }, 60_000);
+});
