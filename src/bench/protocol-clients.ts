@@ -53,14 +53,8 @@ function inferPath(model: string): string {
   return `/v2/models/${encodeURIComponent(model)}/infer`;
 }
 
-/** OIP v2 REST with JSON tensors (also what the naive server speaks). */
-export function restJsonClient(pool: Pool, model: string, inputs: BenchTensor[]): BenchClient {
-  const body = jsonInferBody(inputs);
-  const options: Dispatcher.RequestOptions = {
-    path: inferPath(model), method: 'POST', headers: { 'content-type': 'application/json' }, body,
-    headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS,
-  };
-  const rows = inputs[0].shape[0];
+/** A REST client whose load requests only drain the answer; `check` decodes one answer in `verify`. */
+function restClient(pool: Pool, options: Dispatcher.RequestOptions, check: (res: Dispatcher.ResponseData) => Promise<string>): BenchClient {
   return {
     async send() {
       const res = await pool.request(options);
@@ -70,17 +64,29 @@ export function restJsonClient(pool: Pool, model: string, inputs: BenchTensor[])
     async verify() {
       const res = await pool.request(options);
       await expectOk(res);
-      const answer = (await res.body.json()) as { outputs?: OutputJson[] };
-      const outputs = answer.outputs ?? [];
-      checkBatch(outputs, rows);
-      for (const o of outputs) {
-        if (!Array.isArray(o.data) || o.data.length !== elementCount(o.shape)) {
-          throw new Error(`output '${o.name}': shape [${o.shape.join(',')}] but ${Array.isArray(o.data) ? o.data.length : 'no'} JSON values`);
-        }
-      }
-      return describeOutputs(outputs);
+      return check(res);
     },
   };
+}
+
+/** OIP v2 REST with JSON tensors (also what the naive server speaks). */
+export function restJsonClient(pool: Pool, model: string, inputs: BenchTensor[]): BenchClient {
+  const options: Dispatcher.RequestOptions = {
+    path: inferPath(model), method: 'POST', headers: { 'content-type': 'application/json' }, body: jsonInferBody(inputs),
+    headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS,
+  };
+  const rows = inputs[0].shape[0];
+  return restClient(pool, options, async (res) => {
+    const answer = (await res.body.json()) as { outputs?: OutputJson[] };
+    const outputs = answer.outputs ?? [];
+    checkBatch(outputs, rows);
+    for (const o of outputs) {
+      if (!Array.isArray(o.data) || o.data.length !== elementCount(o.shape)) {
+        throw new Error(`output '${o.name}': shape [${o.shape.join(',')}] but ${Array.isArray(o.data) ? o.data.length : 'no'} JSON values`);
+      }
+    }
+    return describeOutputs(outputs);
+  });
 }
 
 /** OIP v2 REST with the binary tensor data extension, both ways. */
@@ -92,27 +98,18 @@ export function restBinaryClient(pool: Pool, model: string, inputs: BenchTensor[
     body, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS,
   };
   const rows = inputs[0].shape[0];
-  return {
-    async send() {
-      const res = await pool.request(options);
-      await expectOk(res);
-      await drain(res.body);
-    },
-    async verify() {
-      const res = await pool.request(options);
-      await expectOk(res);
-      const raw = Buffer.from(await res.body.arrayBuffer());
-      const lengthHeader = res.headers['inference-header-content-length'];
-      if (lengthHeader === undefined) throw new Error('the answer has no Inference-Header-Content-Length: outputs did not come back binary');
-      const jsonLength = Number(lengthHeader);
-      const header = JSON.parse(raw.subarray(0, jsonLength).toString('utf8')) as { outputs?: OutputJson[] };
-      const outputs = header.outputs ?? [];
-      checkBatch(outputs, rows);
-      const claimed = outputs.reduce((n, o) => n + (o.parameters?.binary_data_size ?? 0), 0);
-      if (claimed !== raw.length - jsonLength) throw new Error(`binary outputs claim ${claimed} bytes, the body carries ${raw.length - jsonLength}`);
-      return describeOutputs(outputs);
-    },
-  };
+  return restClient(pool, options, async (res) => {
+    const raw = Buffer.from(await res.body.arrayBuffer());
+    const lengthHeader = res.headers['inference-header-content-length'];
+    if (lengthHeader === undefined) throw new Error('the answer has no Inference-Header-Content-Length: outputs did not come back binary');
+    const jsonLength = Number(lengthHeader);
+    const header = JSON.parse(raw.subarray(0, jsonLength).toString('utf8')) as { outputs?: OutputJson[] };
+    const outputs = header.outputs ?? [];
+    checkBatch(outputs, rows);
+    const claimed = outputs.reduce((n, o) => n + (o.parameters?.binary_data_size ?? 0), 0);
+    if (claimed !== raw.length - jsonLength) throw new Error(`binary outputs claim ${claimed} bytes, the body carries ${raw.length - jsonLength}`);
+    return describeOutputs(outputs);
+  });
 }
 
 /**

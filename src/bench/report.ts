@@ -5,7 +5,7 @@
  * bench/results/serving.json.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { machineInfo as sharedMachineInfo } from './machine-info.js';
 import path from 'node:path';
 import type { LatencySummary } from './load-generator.js';
 import type { Transport } from './protocol-clients.js';
@@ -284,17 +284,9 @@ export function renderTargets(targets: TargetResult[]): string {
   return ['### targets', '', ...targets.map((t) => `- ${mark(t.pass)} ${t.target}: ${t.detail}`), ''].join('\n');
 }
 
+/** The shared machine record plus the ONNX Runtime version the serving figures depend on. */
 export function machineInfo(ortVersion: string) {
-  const cpus = os.cpus();
-  return {
-    cpu_model: cpus[0]?.model ?? 'unknown',
-    cpu_count: cpus.length,
-    node: process.version,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    memory_gb: Math.round(os.totalmem() / 2 ** 30 * 10) / 10,
-    load_average_at_start: os.loadavg().map((l) => Math.round(l * 100) / 100),
-    onnxruntime_node: ortVersion,
-  };
+  return { ...sharedMachineInfo(), onnxruntime_node: ortVersion };
 }
 
 export const NOTES = [

@@ -4,8 +4,8 @@
  * and as a table on the console.
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
+import type { MachineInfo } from '../machine-info.js';
 
 type Num = number | null;
 
@@ -30,31 +30,7 @@ export interface FleetResults {
   notes: string[];
 }
 
-export interface MachineInfo {
-  cpu_model: string;
-  cpu_count: number;
-  node: string;
-  platform: string;
-  memory_gb: number;
-  load_average_at_start: number[];
-  load_average_at_end?: number[];
-}
-
-export function machineInfo(): MachineInfo {
-  const cpus = os.cpus();
-  return {
-    cpu_model: cpus[0]?.model ?? 'unknown',
-    cpu_count: cpus.length,
-    node: process.version,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    memory_gb: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    load_average_at_start: loadAverage(),
-  };
-}
-
-export function loadAverage(): number[] {
-  return os.loadavg().map((l) => round(l, 2));
-}
+export { loadAverage, machineInfo } from '../machine-info.js';
 
 export function round(v: number, digits = 1): number {
   const f = 10 ** digits;

@@ -6,7 +6,7 @@
  */
 import type { AppSpec } from '../../protocol/apps.js';
 import { TernError, asTernError, badRequest } from '../../protocol/errors.js';
-import type { InferenceCore } from './inference-core.js';
+import type { InferenceCore, ModelMetadata } from './inference-core.js';
 import { readApps } from './model-repository.js';
 import { elementCount, jsonShape, reshapeJson, tensorFromJson, tensorToJson } from './tensor-codec.js';
 import type { Tensor } from './types.js';
@@ -50,8 +50,9 @@ export class AppRegistry {
     let tensor: Tensor;
     let batched = false;
     try {
-      batched = this.core.modelMetadata(app.model, app.version).max_batch_size > 0;
-      tensor = this.inputTensor(app, input);
+      const meta = this.core.modelMetadata(app.model, app.version);
+      batched = meta.max_batch_size > 0;
+      tensor = this.inputTensor(app, meta, input);
     } catch (err) {
       const e = asTernError(err);
       if (isClientError(e)) throw e;
@@ -77,8 +78,7 @@ export class AppRegistry {
   }
 
   /** One example in, as a batch of one when the model batches. BYTES take raw uploads or base64 strings. */
-  private inputTensor(app: AppSpec, input: unknown): Tensor {
-    const meta = this.core.modelMetadata(app.model, app.version);
+  private inputTensor(app: AppSpec, meta: ModelMetadata, input: unknown): Tensor {
     const spec = app.input_name ? meta.inputs.find((i) => i.name === app.input_name) : meta.inputs[0];
     if (!spec) throw badRequest(`app '${app.name}': model '${app.model}' has no input '${app.input_name}'`);
     if (meta.inputs.length > 1) throw badRequest(`app '${app.name}': model '${app.model}' takes several inputs; apps feed exactly one`);

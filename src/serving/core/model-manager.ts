@@ -95,7 +95,8 @@ export class ModelManager {
       if (!sources.has(name)) await this.removeModel(name, entry);
     }
     // Plain models first so pipelines that call them find them ready.
-    const ordered = [...sources.values()].sort((a, b) => Number(a.config?.backend !== 'onnx' && !!a.config) - Number(b.config?.backend !== 'onnx' && !!b.config));
+    const isPipeline = (s: ModelSource) => (s.config && s.config.backend !== 'onnx' ? 1 : 0);
+    const ordered = [...sources.values()].sort((a, b) => isPipeline(a) - isPipeline(b));
     for (const source of ordered) await this.syncModel(source);
     this.publishStates();
     await this.onReloaded?.();
