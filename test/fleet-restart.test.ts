@@ -28,7 +28,7 @@ function start(args: string[]): ChildProcess {
 }
 
 function startControl(): ChildProcess {
-  return start(['control', '--data-dir', path.join(dataDir, 'control'), '--host', '127.0.0.1', '--port', String(apiPort), '--mqtt-port', String(mqttPort), '--admin-password', PASSWORD]);
+  return start(['control', '--data-dir', path.join(dataDir, 'control'), '--host', '127.0.0.1', '--port', String(apiPort), '--mqtt-port', String(mqttPort), '--admin-password', PASSWORD, '--gateway-port', '0', '--gateway-grpc-port', '0']);
 }
 
 async function api<T = any>(method: string, route: string, body?: unknown, raw?: Uint8Array<ArrayBuffer>): Promise<{ status: number; body: T }> {
@@ -64,7 +64,7 @@ describe('control plane restart', () => {
     expect((await api('POST', `/uploads/${upload.body.id}/complete`)).status).toBe(201);
     const join = await api('POST', '/join-tokens', { ttl_s: 600 });
     for (const name of ['a', 'b']) {
-      start(['agent', '--control', `http://127.0.0.1:${apiPort}`, '--token', join.body.token, '--data-dir', path.join(dataDir, name), '--address', '127.0.0.1']);
+      start(['agent', '--control', `http://127.0.0.1:${apiPort}`, '--token', join.body.token, '--data-dir', path.join(dataDir, name), '--address', '127.0.0.1', '--gateway-port', '0', '--gateway-grpc-port', '0']);
     }
     const joined = await waitFor(async () => (await api('GET', '/nodes')).body.nodes.filter((n: any) => n.state === 'ready').length === 2, 30_000);
     expect(joined, JSON.stringify((await api('GET', '/nodes')).body).slice(0, 500)).toBe(true);

@@ -8,6 +8,8 @@
  *   supervisor  replicas, drivers, model cache, ports   (replica-supervisor.ts)
  *   commands    drain / restart-replica, once per id    (commands.ts)
  *   heartbeat   stats every heartbeat interval          (stats.ts)
+ *   gateway     the node's inference entry point, a     (gateway-process.ts)
+ *               child process (../gateway/)
  *
  * With an identity and a saved desired state, the agent serves those replicas
  * at once and reaches the control plane in the background (edge autonomy);
@@ -32,6 +34,7 @@ import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from './port-alloca
 import { ReplicaSupervisor } from './replica-supervisor.js';
 import { STATE_FILES } from './state-files.js';
 import { StatsSampler } from './stats.js';
+import { GatewayProcess, type GatewayPorts } from './gateway-process.js';
 
 export interface AgentOptions extends FactsConfig {
   /** The control plane's base URL, e.g. http://control:7000. */
@@ -53,6 +56,8 @@ export interface AgentOptions extends FactsConfig {
   stableAfterMs?: number;
   stopGraceMs?: number;
   processDriver?: Omit<ProcessDriverConfig, 'dataDir' | 'log'>;
+  /** Run the node's gateway on these ports (`tern agent` does by default; off when absent). */
+  gateway?: GatewayPorts;
 }
 
 export interface RunningAgent {
@@ -61,6 +66,8 @@ export interface RunningAgent {
   readonly connected: boolean;
   readonly supervisor: ReplicaSupervisor;
   readonly bus: AgentBus;
+  /** The node's gateway, when it runs one. */
+  readonly gateway?: GatewayProcess;
   /** Resolves once joined (at once when it already was). */
   readonly joined: Promise<void>;
   /** Stops heartbeats, says "offline", stops the replicas (desired.json stays for the next start). */
@@ -75,6 +82,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const lifetime = new AbortController();
 
   let identity: Identity | undefined = await loadIdentity(dataDir);
+  // The gateway routes by its saved table from the start: clients keep being served while the control plane is away.
+  const gateway = options.gateway
+    ? new GatewayProcess({
+      host: options.gateway.host ?? '0.0.0.0', httpPort: options.gateway.httpPort, grpcPort: options.gateway.grpcPort,
+      cacheFile: path.join(dataDir, STATE_FILES.routes), locale: { node: identity?.node_id, site: options.site, zone: options.zone },
+      logLevel: log.level,
+    }, log)
+    : undefined;
+  await gateway?.start();
+  bus.on(MESSAGES.routes, (table) => gateway?.apply(table));
   const controlUrl = options.controlUrl;
   const cache = new ModelCache({
     dir: path.join(dataDir, STATE_FILES.cache),
@@ -103,6 +120,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const restored = await supervisor.restore();
     if (restored) log.info({ node: identity.node_id, revision: restored.revision, replicas: restored.replicas.length }, 'serving the saved desired state');
   }
+
 
   let facts: Promise<NodeFacts> | undefined;
   const getFacts = () => {
@@ -142,6 +160,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const heartbeat: Heartbeat = {
       seq: seq++, ts: Date.now(), ...node,
       applied_revision: Math.max(0, supervisor.appliedRevision),
+      ...(gateway && gateway.version >= 0 ? { routes_version: gateway.version } : {}),
       replicas,
     };
     hub.publishHeartbeat(heartbeat);
@@ -162,6 +181,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         });
         identity = { node_id: res.node_id, node_token: res.node_token };
         supervisor.setNode(res.node_id);
+        gateway?.setLocale({ node: res.node_id, site: options.site, zone: options.zone });
         if (options.heartbeatMs === undefined) heartbeatMs = res.heartbeat_ms;
         if (lifetime.signal.aborted) return;
         hub = new Hub({
@@ -198,6 +218,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     nodeId,
     supervisor,
     bus,
+    gateway,
     joined,
     get connected() {
       return hub?.connected ?? false;
@@ -206,6 +227,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       closing ??= (async () => {
         lifetime.abort();
         clearTimeout(heartbeatTimer);
+        await gateway?.close().catch((err: unknown) => log.warn({ err }, 'closing the gateway failed'));
         await hub?.close().catch((err: unknown) => log.warn({ err }, 'closing the MQTT session failed'));
         await supervisor.close(options.stopGraceMs);
         bus.removeAllListeners();

@@ -1,7 +1,8 @@
 /**
  * The hub: this node's MQTT session to the control plane (the link from
  * control/mqtt/agent-link.ts), bridged to the agent's bus.
- *   in:  desired states -> 'desired-state', commands -> 'command' (validated)
+ *   in:  desired states -> 'desired-state', routing tables -> 'routes',
+ *        commands -> 'command' (validated)
  *   out: 'replica-status' -> status topic, while connected; on every
  *        (re)connect the current status of every replica is sent again, so
  *        nothing needs queueing through an outage; heartbeats while connected.
@@ -38,6 +39,7 @@ export class Hub {
     this.link = (config.connect ?? connectAgentLink)({ url: config.url, node: config.node, token: config.token, log, appliedRevision: config.appliedRevision });
     this.unsubscribe.push(
       this.link.onDesired((desired) => bus.emit(MESSAGES.desiredState, desired)),
+      this.link.onRoutes((table) => bus.emit(MESSAGES.routes, table)),
       this.link.onCommand((raw) => {
         const parsed = AgentCommandSchema.safeParse(raw);
         if (!parsed.success) {

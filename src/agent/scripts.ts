@@ -1,6 +1,7 @@
 /**
  * Paths of the compiled JavaScript files the agent runs as separate processes
- * (`tern serve` for replicas, the hardware probe, the replicas' parent watch).
+ * (`tern serve` for replicas, the hardware probe, the replicas' parent watch,
+ * the gateway).
  * Compiled code finds them beside itself in dist/; code run from src/ by the
  * test runner uses the build in dist/ (the test setup compiles the project).
  */
@@ -15,6 +16,7 @@ export const SCRIPTS = {
   cli: 'cli/main.js',
   factsProbe: 'agent/facts-probe.js',
   parentWatch: 'agent/drivers/parent-watch.js',
+  gateway: 'gateway/gateway-child.js',
 } as const;
 
 export function compiledScript(rel: (typeof SCRIPTS)[keyof typeof SCRIPTS]): string {

@@ -14,6 +14,8 @@ export const STATE_FILES = {
   commands: 'commands.json',
   cache: 'cache',
   replicas: 'replicas',
+  /** The gateway's last routing table (it routes by it while the control plane is away). */
+  routes: 'routes.json',
 } as const;
 
 export async function readStateFile<T extends z.ZodType>(file: string, schema: T): Promise<z.infer<T> | undefined> {

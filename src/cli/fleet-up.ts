@@ -15,7 +15,10 @@ import { DeploymentSpecSchema } from '../protocol/fleet.js';
 import { pino } from 'pino';
 import { saveCredentials } from './api-client.js';
 
-export interface ControlFlags { dataDir: string; host: string; port: number; mqttPort: number; mqttUrl?: string; advertise?: string; adminPassword?: string }
+export interface ControlFlags {
+  dataDir: string; host: string; port: number; mqttPort: number; mqttUrl?: string; advertise?: string; adminPassword?: string;
+  gateway: boolean; gatewayPort: number; gatewayGrpcPort: number;
+}
 
 function onSignals(stop: () => Promise<void>): void {
   const handler = () => void stop().then(() => process.exit(0), () => process.exit(1));
@@ -33,10 +36,15 @@ function controlOptions(f: ControlFlags): ControlOptions {
   return { dataDir: f.dataDir, host: f.host, port: f.port, mqttPort: f.mqttPort, mqttUrl: f.mqttUrl, advertiseHost: f.advertise, adminPassword: f.adminPassword };
 }
 
+function gatewayPorts(f: ControlFlags): { httpPort: number; grpcPort: number } | undefined {
+  return f.gateway ? { httpPort: f.gatewayPort, grpcPort: f.gatewayGrpcPort } : undefined;
+}
+
 export async function runControl(f: ControlFlags): Promise<void> {
-  const cp = await startControlPlane(controlOptions(f));
+  const cp = await startControlPlane({ ...controlOptions(f), gateway: gatewayPorts(f) });
   announceAdmin(cp);
-  process.stdout.write(`tern control listening on ${cp.url} (API ${cp.url}/api/v1, MQTT ${cp.mqttUrl})\n`);
+  const gw = cp.gateway ? `, gateway HTTP ${cp.gateway.httpPort} gRPC ${cp.gateway.grpcPort}` : '';
+  process.stdout.write(`tern control listening on ${cp.url} (API ${cp.url}/api/v1, MQTT ${cp.mqttUrl}${gw})\n`);
   onSignals(() => cp.close());
 }
 
@@ -65,11 +73,13 @@ async function deployDemo(cp: ControlPlane): Promise<void> {
   }
 }
 
-async function waitForReady(cp: ControlPlane, timeoutMs: number): Promise<{ node: string; port: number } | undefined> {
+/** Waits until the demo deployment is routable: a ready replica in the routing table (and in the local gateway's, when it runs one). */
+async function waitForRoute(cp: ControlPlane, agent: RunningAgent, timeoutMs: number): Promise<{ node: string; port: number } | undefined> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
-    const r = cp.store.replicas.listByDeployment(DEMO_DEPLOYMENT).find((x) => x.state === 'ready' && x.port);
-    if (r) return { node: r.node, port: r.port! };
+    const table = cp.routes.current;
+    const replica = table?.routes.find((r) => r.deployment === DEMO_DEPLOYMENT)?.replicas[0];
+    if (replica && (!agent.gateway || agent.gateway.version >= table!.version)) return { node: replica.node, port: replica.port };
     await new Promise((res) => setTimeout(res, 200));
   }
   return undefined;
@@ -85,7 +95,11 @@ export async function runUp(f: ControlFlags): Promise<void> {
   let agent: RunningAgent | undefined;
   try {
     const join = createJoinToken(cp.store, 600, 'tern up local agent');
-    agent = await startAgent({ controlUrl: cp.url, token: join.token, dataDir: path.join(f.dataDir, 'agent'), address: '127.0.0.1', site: 'local', log: log.child({ component: 'agent' }) });
+    // One machine: the local agent's gateway is this node's entry point (the control plane runs none here).
+    agent = await startAgent({
+      controlUrl: cp.url, token: join.token, dataDir: path.join(f.dataDir, 'agent'), address: '127.0.0.1', site: 'local',
+      gateway: gatewayPorts(f), log: log.child({ component: 'agent' }),
+    });
     await deployDemo(cp);
   } catch (err) {
     await agent?.close();
@@ -93,14 +107,15 @@ export async function runUp(f: ControlFlags): Promise<void> {
     throw err;
   }
   onSignals(async () => { await agent?.close(); await cp.close(); });
-  const ready = await waitForReady(cp, 60_000);
+  const ready = await waitForRoute(cp, agent, 60_000);
+  const inferUrl = agent.gateway ? `localhost:${agent.gateway.httpPort}` : `localhost:${ready?.port}`;
   process.stdout.write([
     '',
     `tern is up: control plane ${cp.url}, node ${agent.nodeId}, deployment '${DEMO_DEPLOYMENT}' (${DEMO_MODEL})`,
     `  dashboard      ${cp.url}/`,
     `  API            ${cp.url}/api/v1 (the CLI is logged in: try \`./tern nodes\`, \`./tern deployments\`, \`./tern events\`)`,
     ready
-      ? `  inference      curl -s -X POST localhost:${ready.port}/v2/models/${DEMO_DEPLOYMENT}/infer -d '{"inputs":[{"name":"input","datatype":"FP32","shape":[1,4],"data":[6.3,3.3,6.0,2.5]}]}'`
+      ? `  inference      curl -s -X POST ${inferUrl}/v2/models/${DEMO_DEPLOYMENT}/infer -d '{"inputs":[{"name":"input","datatype":"FP32","shape":[1,4],"data":[6.3,3.3,6.0,2.5]}]}'${agent.gateway ? ' (the gateway; replica direct on port ' + ready.port + ')' : ''}`
       : '  the demo replica is not ready yet: watch `./tern deployments show iris`',
     '',
   ].join('\n'));

@@ -53,10 +53,18 @@ function withControlOptions(cmd: Command, dataDir: string): Command {
     .option('--admin-password <password>', 'password of the first admin (default: generated and printed once)');
 }
 
-withControlOptions(program.command('up').description('run tern locally: control plane, a local agent and the demo model deployed'), '.tern')
+/** The gateway's flags, shared by `tern control`, `tern up` and `tern agent`. */
+function withGatewayOptions(cmd: Command): Command {
+  return cmd
+    .option('--gateway-port <port>', 'gateway HTTP port (OIP v2 REST, TF Serving REST, apps, /metrics)', parsePort, 8000)
+    .option('--gateway-grpc-port <port>', 'gateway gRPC port (OIP v2 GRPCInferenceService)', parsePort, 8001)
+    .option('--no-gateway', 'do not run a gateway here');
+}
+
+withGatewayOptions(withControlOptions(program.command('up').description('run tern locally: control plane, a local agent with its gateway and the demo model deployed'), '.tern'))
   .action(async (flags: ControlFlags) => { await (await fleet()).runUp(flags).catch(fail); });
 
-withControlOptions(program.command('control').description('run the control plane (API, MQTT broker, scheduler, registry)'), '.tern/control')
+withGatewayOptions(withControlOptions(program.command('control').description('run the control plane (API, MQTT broker, scheduler, registry, gateway)'), '.tern/control'))
   .action(async (flags: ControlFlags) => { await (await fleet()).runControl(flags).catch(fail); });
 
 program.command('agent').description('run a node agent that joins a control plane')
@@ -67,6 +75,10 @@ program.command('agent').description('run a node agent that joins a control plan
   .option('--site <site>', 'site (e.g. factory-1, cloud)')
   .option('--zone <zone>', 'zone')
   .option('--address <addr>', 'address other nodes use to reach this node')
+  .option('--replica-ports <from-to>', 'port range for replicas (each takes a pair: HTTP, gRPC)', '20000-20999')
+  .option('--gateway-port <port>', 'gateway HTTP port (OIP v2 REST, TF Serving REST, apps, /metrics)', parsePort, 8000)
+  .option('--gateway-grpc-port <port>', 'gateway gRPC port (OIP v2 GRPCInferenceService)', parsePort, 8001)
+  .option('--no-gateway', 'do not run a gateway on this node')
   .action(async (flags: AgentFlags) => { await (await import('./agent-command.js')).runAgent(flags).catch(fail); });
 
 const models = program.command('models').description('model repositories and the registry');

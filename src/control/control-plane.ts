@@ -1,8 +1,8 @@
 /**
  * `tern control`: wires the parts of the control plane together — the SQLite
  * store, the model registry, the MQTT broker (embedded, or an external one by
- * URL), the fleet hub that hears agents, the reconciler that acts, and the REST
- * API. Each part knows nothing of the others; this file is the only place that
+ * URL), the fleet hub that hears agents, the reconciler that acts, the
+ * routing table and the control plane's own gateway, and the REST API. Each part knows nothing of the others; this file is the only place that
  * connects them.
  */
 import { randomBytes } from 'node:crypto';
@@ -17,6 +17,8 @@ import { placeholderPage } from './dashboard-placeholder.js';
 import { CONTROL_USERNAME, fleetBrokerAuth, startEmbeddedBroker, type EmbeddedBroker } from './mqtt/embedded-broker.js';
 import { FleetHub } from './mqtt/fleet-hub.js';
 import { Reconciler } from './reconciler/reconciler.js';
+import { RoutesPublisher } from './routing/routes-publisher.js';
+import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
 import { ModelRegistry } from './registry/model-registry.js';
 import { Store } from './store/store.js';
 
@@ -37,6 +39,10 @@ export interface ControlOptions {
   adminPassword?: string;
   heartbeatMs?: number;
   heartbeatTimeoutMs?: number;
+  /** Run a gateway in the control plane too (off unless given: `tern control` turns it on). */
+  gateway?: { httpPort: number; grpcPort: number };
+  /** How long a retired replica may take to leave every gateway's table before it is stopped anyway (default 5 s). */
+  drainTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -49,6 +55,9 @@ export interface ControlPlane {
   registry: ModelRegistry;
   hub: FleetHub;
   reconciler: Reconciler;
+  routes: RoutesPublisher;
+  /** The control plane's own gateway, when started. */
+  gateway?: GatewayServer;
   api: FastifyInstance;
   close(): Promise<void>;
 }
@@ -100,7 +109,8 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
     heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 2500,
     log: log.child({ part: 'hub' }),
   });
-  const reconciler = new Reconciler(store, hub, log.child({ part: 'reconciler' }));
+  const routes = new RoutesPublisher(store, hub, log.child({ part: 'routes' }));
+  const reconciler = new Reconciler(store, hub, log.child({ part: 'reconciler' }), { routes, drainTimeoutMs: o.drainTimeoutMs });
   wireHub(hub, reconciler);
   // Nodes the store knows but that never speak again must still be declared down.
   hub.expectNodes(store.nodes.list().filter((n) => n.state !== 'down').map((n) => n.id));
@@ -113,11 +123,17 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   })));
   await api.listen({ host, port: o.port ?? 7000 });
   const port = (api.server.address() as { port: number }).port;
+  const gateway = o.gateway
+    ? await startGatewayServer({ host, httpPort: o.gateway.httpPort, grpcPort: o.gateway.grpcPort, cacheFile: path.join(o.dataDir, 'routes.json'), log })
+    : undefined;
+  const unsubscribe = gateway ? routes.subscribe((table) => gateway.apply(table)) : undefined;
   reconciler.start();
   return {
-    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, port, mqttUrl, admin, store, registry, hub, reconciler, api,
+    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, port, mqttUrl, admin, store, registry, hub, reconciler, routes, gateway, api,
     async close() {
       reconciler.stop();
+      unsubscribe?.();
+      await gateway?.close();
       await api.close();
       await hub.close();
       await broker?.close();

@@ -4,6 +4,8 @@
  * used by both sides and by the simulated agents of the fleet benchmark.
  */
 import { z } from 'zod';
+import { AppSpecSchema } from './apps.js';
+import { RoutingPolicySchema } from './routing.js';
 
 // ---------------------------------------------------------------------------
 // MQTT topics. An agent may publish only under its own node prefix and
@@ -80,6 +82,8 @@ export const HeartbeatSchema = z.object({
   agent_rss_bytes: z.number().nonnegative(),
   /** The desired-state revision the agent has applied. */
   applied_revision: z.number().int().nonnegative(),
+  /** The routing-table version this node's gateway routes by (absent: the node runs no gateway). */
+  routes_version: z.number().int().nonnegative().optional(),
   replicas: z.array(ReplicaStatsSchema),
 });
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;
@@ -98,6 +102,10 @@ export type ReplicaStatus = z.infer<typeof ReplicaStatusSchema>;
 // Desired state (control -> agent)
 
 export const RuntimeNameSchema = z.enum(['process', 'container', 'microvm']);
+
+/** A Clipper-style app named after the deployment (`POST /<deployment>/predict`), answering `default_output` when the SLO is missed. */
+export const DeploymentAppSchema = AppSpecSchema.pick({ slo_ms: true, default_output: true, input_name: true, output_name: true }).strict();
+export type DeploymentApp = z.infer<typeof DeploymentAppSchema>;
 
 export const ResourcesSchema = z.object({
   /** Cores (0.5 = half a core). */
@@ -118,6 +126,7 @@ export const ReplicaSpecSchema = z.object({
   resources: ResourcesSchema,
   /** config.json to serve the model with (from the registry); absent: inferred from the model. */
   config: z.record(z.string(), z.unknown()).optional(),
+  app: DeploymentAppSchema.optional(),
   /** Fences stale agents: a replica runs only while its generation is current. */
   generation: z.number().int().positive(),
 });
@@ -165,6 +174,10 @@ export const DeploymentSpecSchema = z.object({
   spread: z.enum(['node', 'zone', 'none']).default('node'),
   /** Prefer nodes of this site (locality preference); others are used when it is full. */
   prefer_site: z.string().optional(),
+  /** Also serve the model as a Clipper-style app under the deployment's name. */
+  app: DeploymentAppSchema.optional(),
+  /** How gateways pick among the replicas. */
+  routing: RoutingPolicySchema.default({ locality: 'local-first', hedge: false }),
 }).strict();
 export type DeploymentSpec = z.infer<typeof DeploymentSpecSchema>;
 

@@ -6,6 +6,11 @@
 import { z } from 'zod';
 import { DataTypeSchema } from './datatypes.js';
 
+/** What `GET /v2` (server metadata) says, from a model server and from a gateway alike. */
+export const SERVER_NAME = 'tern';
+export const SERVER_VERSION = '0.1.0';
+export const SERVER_EXTENSIONS = ['binary_tensor_data', 'model_repository', 'statistics', 'parameters'];
+
 const Parameters = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
 
 export const OipInputSchema = z.object({

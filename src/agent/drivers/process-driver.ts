@@ -19,6 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
+import type { AppsFile } from '../../protocol/apps.js';
 import type { ReplicaSpec } from '../../protocol/fleet.js';
 import { createReplicaCgroup, detectCgroups, removeStaleReplicaCgroups, type CgroupSupport, type ReplicaCgroup } from '../cgroups.js';
 import { MODEL_FILE } from '../model-cache.js';
@@ -239,6 +240,10 @@ export class ProcessDriver implements RuntimeDriver {
       // The replica serves the model under the deployment's name; a config naming the model would contradict its directory.
       const { name: _name, ...rest } = config;
       await writeFile(path.join(modelRoot, 'config.json'), `${JSON.stringify(rest, null, 2)}\n`);
+    }
+    if (spec.app) {
+      const apps: AppsFile = { apps: [{ name: spec.deployment, model: spec.deployment, ...spec.app }] };
+      await writeFile(path.join(repo, 'apps.json'), `${JSON.stringify(apps, null, 2)}\n`);
     }
     return repo;
   }

@@ -13,9 +13,10 @@ describe('MQTT ACL', () => {
     }
   });
 
-  it('lets a node subscribe only to its own desired state and commands, without wildcards', () => {
+  it('lets a node subscribe only to its own desired state and commands and the routing table, without wildcards', () => {
     for (const t of nodeTopics('n1').subscribe) expect(maySubscribe(n1, t), t).toBe(true);
-    for (const t of ['tern/nodes/n2/desired', 'tern/nodes/+/desired', 'tern/nodes/n1/#', 'tern/nodes/n1/+', '#', 'tern/nodes/n1/heartbeat']) {
+    expect(mayPublish(n1, 'tern/routes')).toBe(false);
+    for (const t of ['tern/nodes/n2/desired', 'tern/+', 'tern/#', 'tern/nodes/+/desired', 'tern/nodes/n1/#', 'tern/nodes/n1/+', '#', 'tern/nodes/n1/heartbeat']) {
       expect(maySubscribe(n1, t), t).toBe(false);
     }
   });

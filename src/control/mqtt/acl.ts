@@ -3,11 +3,13 @@
  * broker (aedes) and mirrored by the Mosquitto ACL printed in fleet-hub.ts:
  * - the control plane may publish and subscribe anywhere;
  * - a node may publish only its own heartbeat, status and presence, and subscribe
- *   only to its own desired state and commands (exact topics, no wildcards);
+ *   only to its own desired state and commands (exact topics, no wildcards) and
+ *   to the shared routing table (read only);
  * - a node connects with the client id `agentClientId(node)`, so that no node can
  *   take over another node's (or the control plane's) session.
  */
 import { TOPIC_PREFIX, topics } from '../../protocol/fleet.js';
+import { ROUTES_TOPIC } from '../../protocol/routing.js';
 
 /** The identity a connection authenticated as. */
 export type Principal = { kind: 'control' } | { kind: 'node'; node: string };
@@ -48,6 +50,7 @@ export function mayPublish(principal: Principal, topic: string): boolean {
 
 export function maySubscribe(principal: Principal, topicFilter: string): boolean {
   if (principal.kind === 'control') return true;
+  if (topicFilter === ROUTES_TOPIC) return true;
   const kind = ownTopicKind(principal.node, topicFilter);
   return kind !== undefined && NODE_SUBSCRIBE_KINDS.has(kind);
 }
@@ -56,6 +59,6 @@ export function maySubscribe(principal: Principal, topicFilter: string): boolean
 export function nodeTopics(node: string): { publish: string[]; subscribe: string[] } {
   return {
     publish: [topics.heartbeat(node), topics.status(node), topics.presence(node)],
-    subscribe: [topics.desired(node), topics.commands(node)],
+    subscribe: [topics.desired(node), topics.commands(node), ROUTES_TOPIC],
   };
 }

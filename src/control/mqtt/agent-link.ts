@@ -1,6 +1,6 @@
 /**
  * A node agent's MQTT session with the control plane: heartbeats and replica
- * status out, desired state and commands in.
+ * status out, desired state, commands and the gateways' routing table in.
  *
  * - Connects as username = node id, password = node token, client id
  *   `agentClientId(node)`, with a persistent session (clean: false): QoS 1 commands
@@ -21,6 +21,7 @@ import { connect, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { DesiredStateSchema, topics, type DesiredState, type Heartbeat, type ReplicaStatus } from '../../protocol/fleet.js';
 import { badRequest } from '../../protocol/errors.js';
+import { ROUTES_TOPIC, RoutingTableSchema, type RoutingTable } from '../../protocol/routing.js';
 import { agentClientId, isValidNodeId } from './acl.js';
 import { CommandEnvelopeSchema, PRESENCE_OFFLINE, PRESENCE_ONLINE, decodeJson, type FleetCommand } from './messages.js';
 import { applyReconnectBackoff, type BackoffOptions } from './reconnect-backoff.js';
@@ -52,6 +53,8 @@ export interface AgentLink {
   publishStatus(status: ReplicaStatus): void;
   /** Called for every newer desired state; a callback added late first gets the newest one already received. Returns an unsubscribe function. */
   onDesired(cb: (desired: DesiredState) => void): () => void;
+  /** Called for every newer routing table (the retained copy arrives on every connect). */
+  onRoutes(cb: (table: RoutingTable) => void): () => void;
   /** Called once per command id. */
   onCommand(cb: (command: FleetCommand) => void): () => void;
   onConnectionChange(cb: (connected: boolean) => void): () => void;
@@ -66,6 +69,8 @@ const CLOSE_TIMEOUT_MS = 2000;
 class MqttAgentLink implements AgentLink {
   private readonly desiredCbs = new Set<(d: DesiredState) => void>();
   private readonly commandCbs = new Set<(c: FleetCommand) => void>();
+  private readonly routesCbs = new Set<(t: RoutingTable) => void>();
+  private routesVersion = -1;
   private readonly connectionCbs = new Set<(connected: boolean) => void>();
   private readonly seenCommands = new Set<string>();
   private latestDesired: DesiredState | undefined;
@@ -108,6 +113,11 @@ class MqttAgentLink implements AgentLink {
     return () => { this.desiredCbs.delete(cb); };
   }
 
+  onRoutes(cb: (table: RoutingTable) => void): () => void {
+    this.routesCbs.add(cb);
+    return () => { this.routesCbs.delete(cb); };
+  }
+
   onCommand(cb: (command: FleetCommand) => void): () => void {
     this.commandCbs.add(cb);
     return () => { this.commandCbs.delete(cb); };
@@ -138,7 +148,7 @@ class MqttAgentLink implements AgentLink {
     this.lastError = undefined;
     this.client.publish(topics.presence(this.node), PRESENCE_ONLINE, { qos: 1, retain: true }, () => undefined);
     // Subscribing on every connect also makes the broker resend the retained desired state.
-    this.client.subscribe({ [topics.desired(this.node)]: { qos: 1 }, [topics.commands(this.node)]: { qos: 1 } }, (err) => {
+    this.client.subscribe({ [topics.desired(this.node)]: { qos: 1 }, [topics.commands(this.node)]: { qos: 1 }, [ROUTES_TOPIC]: { qos: 1 } }, (err) => {
       if (err && !this.closed) this.log.error({ err: err.message, node: this.node }, 'the broker refused the subscriptions to desired state and commands');
     });
     this.log.info({ node: this.node }, 'connected to the control plane');
@@ -155,6 +165,18 @@ class MqttAgentLink implements AgentLink {
   private onMessage(topic: string, payload: Buffer): void {
     if (topic === topics.desired(this.node)) this.onDesiredMessage(payload);
     else if (topic === topics.commands(this.node)) this.onCommandMessage(payload);
+    else if (topic === ROUTES_TOPIC) this.onRoutesMessage(payload);
+  }
+
+  private onRoutesMessage(payload: Buffer): void {
+    const decoded = decodeJson(payload, RoutingTableSchema);
+    if (!decoded.ok) {
+      this.log.warn({ node: this.node }, `ignored a malformed routing table: ${decoded.error}`);
+      return;
+    }
+    if (decoded.value.version <= this.routesVersion) return;
+    this.routesVersion = decoded.value.version;
+    for (const cb of this.routesCbs) this.call(cb, decoded.value, 'routes');
   }
 
   private onDesiredMessage(payload: Buffer): void {

@@ -51,6 +51,8 @@
  *   pattern write tern/nodes/%u/presence
  *   pattern read tern/nodes/%u/desired
  *   pattern read tern/nodes/%u/commands
+ *   # every gateway reads the shared routing table
+ *   pattern read tern/routes
  *
  * The control user needs `tern/nodes/#` and its probe topic `tern/control/probe/<client id>`.
  * Differences from the embedded broker: Mosquitto acknowledges and drops a
@@ -67,6 +69,7 @@ import {
   type DesiredState, type Heartbeat, type ReplicaStatus,
 } from '../../protocol/fleet.js';
 import { TernError, badRequest, formatZodError } from '../../protocol/errors.js';
+import { ROUTES_TOPIC, type RoutingTable } from '../../protocol/routing.js';
 import { isValidNodeId } from './acl.js';
 import { CommandEnvelopeSchema, PRESENCE_OFFLINE, PRESENCE_ONLINE, decodeJson, type FleetCommand } from './messages.js';
 import { applyReconnectBackoff, type BackoffOptions } from './reconnect-backoff.js';
@@ -234,6 +237,11 @@ export class FleetHub extends EventEmitter<FleetHubEvents> {
     if (!parsed.success) throw badRequest(`invalid desired state for node ${String(state?.node)}: ${formatZodError(parsed.error)}`);
     this.checkNode(parsed.data.node);
     await this.publish(topics.desired(parsed.data.node), JSON.stringify(parsed.data), true);
+  }
+
+  /** The gateways' routing table, retained (a gateway that connects later gets the newest). */
+  async publishRoutes(table: RoutingTable): Promise<void> {
+    await this.publish(ROUTES_TOPIC, JSON.stringify(table), true);
   }
 
   /** Removes a node's retained desired state (for a node that leaves the fleet). */

@@ -13,7 +13,7 @@ export function replicaSpec(store: Store, r: ReplicaRecord): ReplicaSpec | undef
   return {
     id: r.id, deployment: r.deployment, model: d.model, version: r.version, sha256: mv.sha256, format: mv.format,
     runtime: d.spec.runtime, resources: d.spec.resources, generation: r.generation,
-    ...(mv.config ? { config: mv.config } : {}),
+    ...(mv.config ? { config: mv.config } : {}), ...(d.spec.app ? { app: d.spec.app } : {}),
   };
 }
 
@@ -27,7 +27,7 @@ export function replicasToRunByNode(store: Store): Map<string, ReplicaSpec[]> {
   const versions = new Map<string, ReturnType<Store['models']['getVersion']>>();
   const byNode = new Map<string, ReplicaSpec[]>();
   for (const r of store.replicas.list()) {
-    if (r.desired !== 'run') continue;
+    if (r.desired === 'stop') continue; // 'drain' still runs until the gateways let go of it
     if (!deployments.has(r.deployment)) deployments.set(r.deployment, store.deployments.get(r.deployment));
     const d = deployments.get(r.deployment);
     if (!d) continue;
@@ -38,7 +38,7 @@ export function replicasToRunByNode(store: Store): Map<string, ReplicaSpec[]> {
     const spec: ReplicaSpec = {
       id: r.id, deployment: r.deployment, model: d.model, version: r.version, sha256: mv.sha256, format: mv.format,
       runtime: d.spec.runtime, resources: d.spec.resources, generation: r.generation,
-      ...(mv.config ? { config: mv.config } : {}),
+      ...(mv.config ? { config: mv.config } : {}), ...(d.spec.app ? { app: d.spec.app } : {}),
     };
     const list = byNode.get(r.node);
     if (list) list.push(spec); else byNode.set(r.node, [spec]);
@@ -49,7 +49,7 @@ export function replicasToRunByNode(store: Store): Map<string, ReplicaSpec[]> {
 
 export function replicasToRun(store: Store, node: string): ReplicaSpec[] {
   return store.replicas.listByNode(node)
-    .filter((r) => r.desired === 'run')
+    .filter((r) => r.desired !== 'stop')
     .map((r) => replicaSpec(store, r))
     .filter((s): s is ReplicaSpec => s !== undefined)
     .sort((a, b) => a.id.localeCompare(b.id));

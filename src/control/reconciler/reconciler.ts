@@ -10,6 +10,7 @@
  */
 import type { Logger } from 'pino';
 import type { DesiredState, Heartbeat, ReplicaStatus } from '../../protocol/fleet.js';
+import type { RoutesPublisher } from '../routing/routes-publisher.js';
 import { pickVictims, schedule, type NodeView } from '../scheduler/scheduler.js';
 import type { DeploymentRecord, NodeRecord, ReplicaRecord, Store } from '../store/store.js';
 import { desiredState, fingerprint, replicasToRunByNode } from './desired-state.js';
@@ -29,6 +30,13 @@ export interface ReconcilerOptions {
    * quiet spell still runs on the next turn of the event loop.
    */
   minPassGapMs?: number;
+  /**
+   * The routing table's publisher. With it, a replica being retired drains first: it leaves
+   * the table, and is stopped once every gateway routes by a table without it (or after
+   * drainTimeoutMs). Without it, replicas stop at once.
+   */
+  routes?: RoutesPublisher;
+  drainTimeoutMs?: number;
 }
 
 export class Reconciler {
@@ -41,6 +49,8 @@ export class Reconciler {
   private lastWarning = new Map<string, string>();
   private observed = new Map<string, string>();
   private running = false;
+  /** Replicas draining: since when, and the first routing-table version without them. */
+  private drains = new Map<string, { since: number; version?: number }>();
 
   constructor(
     private readonly store: Store,
@@ -86,6 +96,7 @@ export class Reconciler {
 
   onHeartbeat(node: string, hb: Heartbeat): void {
     this.heartbeats.set(node, { ts: Date.now(), stats: hb });
+    if (this.options.routes?.onGatewayVersion(node, hb.routes_version) && this.drains.size > 0) this.trigger('gateway routes caught up');
     for (const r of hb.replicas) this.observe(node, r.id, r.generation, { state: r.state });
     const rec = this.store.nodes.liveness(node);
     if (!rec) return;
@@ -161,8 +172,11 @@ export class Reconciler {
         // Node states do not change during a pass: read (and parse) them once, not once per deployment.
         const nodes = deployments.length ? new Map(this.store.nodes.list().map((n) => [n.id, n])) : new Map<string, NodeRecord>();
         for (const d of deployments) this.reconcileDeployment(d, nodes);
+        this.finishDrains(nodes);
       });
       this.publishChanged();
+      this.options.routes?.refresh();
+      this.stampDrains();
     } catch (err) {
       this.log.error({ err, reason }, 'reconcile pass failed');
     } finally {
@@ -198,7 +212,7 @@ export class Reconciler {
   }
 
   private finishDeletion(d: DeploymentRecord, live: ReplicaRecord[]): void {
-    for (const r of live) this.store.replicas.setDesired(r.id, 'stop');
+    this.retire(d, live, live.length, 'deployment deleted');
     if (this.store.replicas.listByDeployment(d.name).length === 0) {
       this.store.deployments.remove(d.name);
       this.event('deployment.deleted', `deployment/${d.name}`, `deployment ${d.name} removed: all replicas stopped`);
@@ -227,9 +241,41 @@ export class Reconciler {
     const ready = from.filter((r) => r.state === 'ready');
     const victims = [...notReady, ...pickVictims(ready, Math.max(0, count - notReady.length))].slice(0, count);
     for (const r of victims) {
-      this.store.replicas.setDesired(r.id, 'stop');
-      this.event('replica.stopping', `deployment/${d.name}`, `replica ${r.id} on ${r.node} stopping: ${why}`, { replica: r.id });
+      // A ready replica may be serving requests: it drains first (see finishDrains).
+      const drain = r.state === 'ready' && this.options.routes !== undefined;
+      this.store.replicas.setDesired(r.id, drain ? 'drain' : 'stop');
+      if (drain) this.drains.set(r.id, { since: Date.now() });
+      const what = drain ? 'draining (gateways stop routing to it, then it stops)' : 'stopping';
+      this.event(drain ? 'replica.draining' : 'replica.stopping', `deployment/${d.name}`, `replica ${r.id} on ${r.node} ${what}: ${why}`, { replica: r.id });
     }
+  }
+
+  /** The routing table version that first left the new drains out (published at the end of the pass that marked them). */
+  private stampDrains(): void {
+    const version = this.options.routes?.current?.version;
+    if (version === undefined) return;
+    for (const d of this.drains.values()) d.version ??= version;
+  }
+
+  /** Stops draining replicas once every live gateway routes without them, or the drain timed out. */
+  private finishDrains(nodes: Map<string, NodeRecord>): void {
+    const now = Date.now();
+    const live = [...nodes.values()].filter((n) => n.state !== 'down').map((n) => n.id);
+    const draining = new Set<string>();
+    for (const r of this.store.replicas.list()) {
+      if (r.desired !== 'drain') continue;
+      draining.add(r.id);
+      let drain = this.drains.get(r.id);
+      if (!drain) this.drains.set(r.id, drain = { since: now }); // draining before a control-plane restart
+      const acked = !this.options.routes || (drain.version !== undefined && this.options.routes.acknowledged(drain.version, live));
+      const expired = now - drain.since >= (this.options.drainTimeoutMs ?? 5000);
+      if (!acked && !expired && r.state === 'ready') continue;
+      this.store.replicas.setDesired(r.id, 'stop');
+      this.drains.delete(r.id);
+      const why = acked ? 'every gateway stopped routing to it' : r.state !== 'ready' ? `it is ${r.state}` : 'drain timeout (a gateway did not confirm)';
+      this.event('replica.stopping', `deployment/${r.deployment}`, `replica ${r.id} on ${r.node} stopping: drained (${why})`, { replica: r.id });
+    }
+    for (const id of this.drains.keys()) if (!draining.has(id)) this.drains.delete(id);
   }
 
   /** Start-first: an old replica stops only when enough new ones are ready to keep capacity. */
@@ -247,7 +293,7 @@ export class Reconciler {
     const specs = new Map<string, DeploymentRecord['spec'] | undefined>();
     const byNode = new Map<string, ReplicaRecord[]>();
     for (const r of this.store.replicas.list()) {
-      if (r.desired !== 'run') continue;
+      if (r.desired === 'stop') continue; // draining replicas still hold their resources
       const list = byNode.get(r.node);
       if (list) list.push(r); else byNode.set(r.node, [r]);
     }

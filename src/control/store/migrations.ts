@@ -122,6 +122,33 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX events_kind ON events(kind, id);
     `,
   },
+  {
+    version: 2,
+    // A replica being retired first leaves the gateways' routing table ('drain') and is
+    // stopped only once they stopped sending it requests. SQLite cannot alter a CHECK
+    // constraint, so the table is rebuilt (nothing references replicas by foreign key).
+    name: "replicas.desired may be 'drain'",
+    sql: `
+      CREATE TABLE replicas_v2 (
+        id TEXT PRIMARY KEY,
+        deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+        node TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        generation INTEGER NOT NULL,
+        desired TEXT NOT NULL DEFAULT 'run' CHECK (desired IN ('run', 'drain', 'stop')),
+        state TEXT NOT NULL DEFAULT 'pending',
+        port INTEGER,
+        message TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      INSERT INTO replicas_v2 SELECT id, deployment, node, version, generation, desired, state, port, message, created_at, updated_at FROM replicas;
+      DROP TABLE replicas;
+      ALTER TABLE replicas_v2 RENAME TO replicas;
+      CREATE INDEX replicas_deployment ON replicas(deployment);
+      CREATE INDEX replicas_node ON replicas(node);
+    `,
+  },
 ];
 
 /** Applies the migrations the database has not seen; returns the resulting schema version. */

@@ -8,7 +8,11 @@ import type Database from 'better-sqlite3';
 import type { ReplicaState } from '../../protocol/fleet.js';
 import { randomId, versionFromText, versionToText } from './columns.js';
 
-export type ReplicaDesired = 'run' | 'stop';
+/**
+ * run: serving and routed to; drain: still running but no longer routed to, stopped once
+ * the gateways have stopped sending it requests; stop: the node is told to stop it.
+ */
+export type ReplicaDesired = 'run' | 'drain' | 'stop';
 
 export interface ReplicaRecord {
   id: string;

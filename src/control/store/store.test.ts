@@ -12,6 +12,7 @@ const FACTS: NodeFacts = {
 };
 const SPEC: DeploymentSpec = {
   name: 'web', model: 'iris', replicas: 2, runtime: 'process', resources: { cpu: 0.5, memory_mb: 256 }, selector: {}, spread: 'node',
+  routing: { locality: 'local-first', hedge: false },
 };
 const SHA = 'a'.repeat(64);
 
@@ -42,6 +43,23 @@ describe('Store', () => {
     expect(store.db.prepare('SELECT COUNT(*) AS n FROM schema_migrations').get()).toEqual({ n: MIGRATIONS.length });
     store.db.prepare('INSERT INTO schema_migrations VALUES (99, ?, 0)').run('from the future');
     expect(() => migrate(store.db)).toThrow(/schema version 99 is newer than this tern understands/);
+  });
+
+  it('migrates a version-1 database to replicas that can drain, keeping its rows', () => {
+    store.close();
+    const old = Store.open(path.join(dir, 'v1.db'), { migrations: MIGRATIONS.filter((m) => m.version === 1) });
+    expect(old.schemaVersion()).toBe(1);
+    old.nodes.upsertOnJoin('n1', FACTS, 'h1');
+    old.models.addVersion({ model: 'iris', sha256: 'a'.repeat(64), size: 10, format: 'onnx' });
+    old.deployments.create(SPEC, '1');
+    old.replicas.create({ id: 'web-1', deployment: 'web', node: 'n1', version: '1', generation: 1 });
+    expect(() => old.replicas.setDesired('web-1', 'drain')).toThrow(/CHECK constraint/);
+    old.close();
+    store = Store.open(path.join(dir, 'v1.db'));
+    expect(store.schemaVersion()).toBe(MIGRATIONS.length);
+    expect(store.replicas.get('web-1')).toMatchObject({ deployment: 'web', node: 'n1', desired: 'run' });
+    expect(store.replicas.setDesired('web-1', 'drain')).toBe(true);
+    expect(store.replicas.listByNode('n1').map((r) => r.desired)).toEqual(['drain']);
   });
 
   it('keeps labels, cordon, drain and revision when a node rejoins', () => {

@@ -13,9 +13,7 @@ import type { ModelVersion } from './model-version.js';
 import { PredictionCache } from './prediction-cache.js';
 import type { InferRequest, InferResponse, Tensor } from './types.js';
 
-export const SERVER_NAME = 'tern';
-export const SERVER_VERSION = '0.1.0';
-export const SERVER_EXTENSIONS = ['binary_tensor_data', 'model_repository', 'statistics', 'parameters'];
+export { SERVER_EXTENSIONS, SERVER_NAME, SERVER_VERSION } from '../../protocol/oip.js';
 
 export interface CoreOptions {
   repository: string;

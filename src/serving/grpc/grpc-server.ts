@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { asTernError } from '../../protocol/errors.js';
-import { SERVER_EXTENSIONS, SERVER_NAME, SERVER_VERSION, type InferenceCore } from '../core/inference-core.js';
+import { SERVER_EXTENSIONS, SERVER_NAME, SERVER_VERSION } from '../../protocol/oip.js';
+import type { InferenceCore } from '../core/inference-core.js';
 import { decodeInferRequest, encodeInferResponse, type ModelInferRequestMsg, type ModelInferResponseMsg } from './infer-messages.js';
 
 export interface GrpcServerHandle {
@@ -26,7 +27,7 @@ export interface GrpcServerOptions {
   maxMessageBytes?: number;
 }
 
-const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 /** How long close() lets in-flight calls finish before cutting connections. */
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -138,7 +139,7 @@ function buildImplementation(core: InferenceCore): grpc.UntypedServiceImplementa
   };
 }
 
-function listenAddress(host: string, port: number): string {
+export function listenAddress(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 

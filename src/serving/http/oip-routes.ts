@@ -1,6 +1,7 @@
 /** Open Inference Protocol v2 REST routes (health, metadata, readiness, infer). */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { SERVER_EXTENSIONS, SERVER_NAME, SERVER_VERSION, type InferenceCore } from '../core/inference-core.js';
+import { SERVER_EXTENSIONS, SERVER_NAME, SERVER_VERSION } from '../../protocol/oip.js';
+import type { InferenceCore } from '../core/inference-core.js';
 import { decodeOipRequest, encodeOipResponse } from './oip-rest.js';
 
 interface ModelParams { model: string; version?: string }

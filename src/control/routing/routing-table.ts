@@ -1,0 +1,33 @@
+/**
+ * The routing table, computed from the store: per deployment, its routing
+ * policy and every replica that is ready, still wanted ('run', not 'drain')
+ * and on a node that is not down, with the address gateways reach it on.
+ */
+import { DEFAULT_ROUTING_POLICY, isCloudNode, type Route, type RouteReplica } from '../../protocol/routing.js';
+import type { NodeRecord, Store } from '../store/store.js';
+
+function routeReplica(r: { id: string; node: string; port: number; version: string }, n: NodeRecord): RouteReplica {
+  return {
+    id: r.id, node: r.node, address: n.facts.address, port: r.port, grpc_port: r.port + 1,
+    ...(n.facts.site ? { site: n.facts.site } : {}), ...(n.facts.zone ? { zone: n.facts.zone } : {}),
+    cloud: isCloudNode(n.facts.site, n.labels), version: r.version,
+  };
+}
+
+/** Routes sorted by deployment and replica id, so equal tables serialise equally. */
+export function computeRoutes(store: Store): Route[] {
+  const nodes = new Map(store.nodes.list().map((n) => [n.id, n]));
+  const byDeployment = new Map<string, RouteReplica[]>();
+  for (const r of store.replicas.list()) {
+    const n = nodes.get(r.node);
+    if (r.desired !== 'run' || r.state !== 'ready' || r.port === null || !n || n.state === 'down') continue;
+    const list = byDeployment.get(r.deployment) ?? [];
+    list.push(routeReplica({ ...r, port: r.port }, n));
+    byDeployment.set(r.deployment, list);
+  }
+  return store.deployments.list().map((d) => ({
+    deployment: d.name,
+    policy: d.spec.routing ?? DEFAULT_ROUTING_POLICY, // specs stored before routing policies existed
+    replicas: (byDeployment.get(d.name) ?? []).sort((a, b) => a.id.localeCompare(b.id)),
+  }));
+}
