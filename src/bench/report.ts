@@ -302,10 +302,11 @@ export const NOTES = [
 
 export interface WrittenFiles { json: string; markdown: string }
 
-export async function writeResults(dir: string, content: { json: unknown; markdown: string }): Promise<WrittenFiles> {
+/** Writes `<dir>/<name>.json` and `<dir>/<name>.md`. */
+export async function writeResults(dir: string, content: { json: unknown; markdown: string }, name = 'serving'): Promise<WrittenFiles> {
   await mkdir(dir, { recursive: true });
-  const json = path.join(dir, 'serving.json');
-  const markdown = path.join(dir, 'serving.md');
+  const json = path.join(dir, `${name}.json`);
+  const markdown = path.join(dir, `${name}.md`);
   await writeFile(json, `${JSON.stringify(content.json, null, 2)}\n`);
   await writeFile(markdown, content.markdown);
   return { json, markdown };
