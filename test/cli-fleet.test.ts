@@ -65,6 +65,16 @@ describe('fleet CLI', () => {
     const events = await tern('events', '--subject', 'deployment/iris');
     expect(events.stdout).toMatch(/cannot be placed/);
     expect((await tern('deployments', 'scale', 'iris', '0')).stdout).toMatch(/scaled to 0/);
+    const routes = await tern('routes');
+    expect(routes.code).toBe(0);
+    expect(routes.stdout).toMatch(/^version \d+\n/);
+    expect(routes.stdout).toMatch(/iris\s+local-first\s+\(none ready\)/);
+    const fastest = await tern('deploy', 'iris:1', '--name', 'iris-fast', '--replicas', '1', '--locality', 'fastest', '--hedge', '--app-slo', '50');
+    expect(fastest.stdout).toMatch(/deployment iris-fast created/);
+    const shown = JSON.parse((await tern('deployments', 'show', 'iris-fast')).stdout);
+    expect(shown.spec.routing).toEqual({ locality: 'fastest', hedge: true });
+    expect(shown.spec.app).toMatchObject({ slo_ms: 50 });
+    expect((await tern('deployments', 'rm', 'iris-fast')).code).toBe(0);
   });
 
   it('turns API errors into one line naming the problem', async () => {
@@ -76,6 +86,10 @@ describe('fleet CLI', () => {
     const inUse = await tern('models', 'rm', 'iris:1');
     expect(inUse.code).toBe(1);
     expect(inUse.stderr).toMatch(/409/);
+    const badPolicy = await tern('deploy', 'iris:1', '--name', 'x', '--replicas', '1', '--locality', 'nearest');
+    expect(badPolicy.code).toBe(1);
+    expect(badPolicy.stderr.trim().split('\n')).toHaveLength(1);
+    expect(badPolicy.stderr).toMatch(/routing\.locality/);
     const badLabel = await tern('nodes', 'label', 'n1', 'novalue');
     expect(badLabel.stderr).toMatch(/must look like key=value/);
   });

@@ -101,12 +101,16 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
     .option('--selector <k=v...>', 'node labels to match')
     .option('--spread <mode>', 'node | zone | none', 'node')
     .option('--prefer-site <site>', 'prefer nodes of this site')
+    .option('--locality <policy>', 'how gateways pick replicas: local-first | fastest | cloud-only', 'local-first')
+    .option('--hedge', 'gateways send a second copy to another replica when the first is slower than the recent p95')
+    .option('--app-slo <ms>', 'also serve it as a Clipper-style app POST /<name>/predict with this SLO', parsePositiveInt)
     .action(act(async (ref: string, o: any) => {
       const { model, version } = parseModelRef(ref);
       const selector = Object.fromEntries(Object.entries(parseLabels(o.selector ?? [])).filter(([, v]) => v !== null));
       const d = await (await client()).post<any>('/deployments', {
         name: o.name ?? model, model, ...(version ? { version } : {}), replicas: o.replicas, runtime: o.runtime,
         resources: { cpu: o.cpu, memory_mb: o.memory }, selector, spread: o.spread, ...(o.preferSite ? { prefer_site: o.preferSite } : {}),
+        routing: { locality: o.locality, hedge: o.hedge === true }, ...(o.appSlo ? { app: { slo_ms: o.appSlo } } : {}),
       });
       process.stdout.write(`deployment ${d.name} created: ${model} v${d.version} x${o.replicas}\n`);
     }));
@@ -130,6 +134,14 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
     await (await client()).request('DELETE', `/deployments/${name}`);
     process.stdout.write(`${name} deleting: replicas stop, then it is removed\n`);
   }));
+
+  program.command('routes').description('the routing table the gateways route by').option('--json')
+    .action(act(async (o: Out) => {
+      const table = await (await client()).get<any>('/routes');
+      print(table, o, () => `version ${table.version}\n${formatTable(table.routes.flatMap((r: any) => (r.replicas.length ? r.replicas : [{}]).map((x: any) => ({
+        deployment: r.deployment, locality: r.policy.locality, replica: x.id ?? '(none ready)', node: x.node, address: x.address ? `${x.address}:${x.port}` : undefined, site: x.site,
+      }))), ['deployment', 'locality', 'replica', 'node', 'address', 'site'])}`);
+    }));
 
   program.command('events').description('the audit trail').option('--subject <prefix>').option('--kind <kind>').option('--limit <n>', 'how many', parsePositiveInt, 50).option('--json')
     .action(act(async (o: Out & { subject?: string; kind?: string; limit: number }) => {

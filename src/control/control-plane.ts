@@ -117,6 +117,7 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   const api = await buildControlApi({
     store, registry, log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
     hooks: { desiredStateChanged: (reason) => reconciler.trigger(reason) },
+    routes: () => routes.current,
   });
   api.get('/', { config: { access: 'public' } }, async (_req, reply) => reply.type('text/html').send(placeholderPage({
     nodes: store.nodes.list().length, deployments: store.deployments.list().length, models: store.models.list().length,

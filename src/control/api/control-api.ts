@@ -20,6 +20,7 @@ import { registerJoinRoutes } from './routes/join-routes.js';
 import { registerMetaRoutes } from './routes/meta-routes.js';
 import { registerModelRoutes } from './routes/model-routes.js';
 import { registerNodeRoutes } from './routes/node-routes.js';
+import { registerRoutingRoutes } from './routes/routing-routes.js';
 import { registerUploadRoutes } from './routes/upload-routes.js';
 
 export type { ControlApiDeps, ControlApiHooks } from './deps.js';
@@ -81,6 +82,7 @@ export async function buildControlApi(deps: ControlApiDeps): Promise<FastifyInst
     registerUploadRoutes(v1, deps);
     registerDeploymentRoutes(v1, deps);
     registerEventRoutes(v1, deps);
+    registerRoutingRoutes(v1, deps);
   }, { prefix: API_PREFIX });
   return app;
 }

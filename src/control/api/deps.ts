@@ -2,6 +2,7 @@
 import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
+import type { RoutingTable } from '../../protocol/routing.js';
 import type { ModelRegistry } from '../registry/model-registry.js';
 import type { Store } from '../store/store.js';
 
@@ -18,6 +19,8 @@ export interface ControlApiDeps {
   mqttUrl: () => string;
   heartbeatMs: number;
   hooks: ControlApiHooks;
+  /** The gateways' current routing table (undefined before the first reconcile pass). */
+  routes?: () => RoutingTable | undefined;
   /** Largest upload chunk in bytes (default 16 MiB). */
   chunkLimit?: number;
   /** Lifetime of login sessions (default 30 days). */
