@@ -141,6 +141,8 @@ describe('the gateway speaks every protocol of tern serve', () => {
       expect(Array.from(new BigInt64Array(labels.buffer.slice(labels.byteOffset, labels.byteOffset + labels.byteLength)), Number)).toEqual(rows.map((r) => r.label));
       expect(infer.md?.get('tern-node')).toEqual([agents[0].nodeId]);
       expect((await call<{ name: string }>('ModelMetadata', { name: 'iris' })).res?.name).toBe('iris');
+      const late = await call('ModelInfer', { model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }] }, 0);
+      expect(late.err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
       const unknown = await call('ModelInfer', { model_name: 'nope', inputs: [] });
       expect(unknown.err?.code).toBe(grpc.status.NOT_FOUND);
       expect(unknown.err?.details).toMatch(/deployment nope is unknown to this gateway/);
@@ -184,6 +186,40 @@ describe('errors of the gateway\'s own, and the replica\'s passed through unchan
     expect(text).toMatch(/tern_gateway_request_duration_seconds_bucket\{le="0.005",deployment="iris",replica="iris-/);
     expect(text).toMatch(/tern_gateway_failed_requests_total\{deployment="nope",code="MODEL_NOT_FOUND"\} [1-9]/);
   });
+});
+
+describe('hedged requests', () => {
+  it('a replica that stops answering (SIGSTOP) costs a hedge delay, not a failure', async () => {
+    const version = cp.store.models.latestVersion('iris-logreg')!.version;
+    cp.store.deployments.create(DeploymentSpecSchema.parse({
+      name: 'hedged', model: 'iris-logreg', replicas: 2, resources: { cpu: 0.25, memory_mb: 128 }, routing: { locality: 'local-first', hedge: true },
+    }), version);
+    cp.reconciler.trigger('test');
+    expect(await routed('hedged', 2)).toBe(true);
+    const url = `${gatewayUrl(agents[0])}/v2/models/hedged/infer`;
+    for (let i = 0; i < 80; i++) expect((await postJson(url, irisInput())).status).toBe(200); // learn the p95
+    const local = cp.store.replicas.listByDeployment('hedged').find((r) => r.node === agents[0].nodeId)!;
+    const pid = Number(readFileSync(path.join(dir, 'a', 'replicas', local.id, 'pid'), 'utf8'));
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const nodes = new Set<string>();
+      const started = performance.now();
+      for (let i = 0; i < 50; i++) {
+        const res = await postJson(url, irisInput());
+        expect(res.status).toBe(200);
+        nodes.add(res.headers.get('tern-node') ?? '');
+      }
+      const perRequestMs = (performance.now() - started) / 50;
+      expect([...nodes]).toEqual([agents[1].nodeId]);
+      expect(perRequestMs).toBeLessThan(500);
+      const text = await (await fetch(`${gatewayUrl(agents[0])}/metrics`)).text();
+      expect(text).toMatch(/tern_gateway_hedges_total\{deployment="hedged",winner="hedge"\} [1-9]/);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    cp.store.deployments.markDeleting('hedged');
+    cp.reconciler.trigger('test');
+  }, 60_000);
 });
 
 describe('drain protocol', () => {

@@ -30,6 +30,12 @@ export interface GatewayConfig {
   /** Probes replicas not used for this long (ms) to keep their latency fresh (default 2000). */
   probeIdleMs?: number;
   probeIntervalMs?: number;
+  /**
+   * A replica that has not answered one request after this long (ms) is treated as failed:
+   * the request is retried elsewhere and the replica ejected (default 30 s). A hung replica
+   * would otherwise hold requests until the caller gives up.
+   */
+  attemptTimeoutMs?: number;
   /** A health check of one replica; resolves when it answered ready (latency measured by the gateway). */
   probe?: (replica: RouteReplica, signal: AbortSignal) => Promise<void>;
 }
@@ -144,10 +150,15 @@ export class Gateway {
         inflight.set(replica.id, controller);
         this.stats.begin(replica.id);
         const started = performance.now();
-        attempt(replica, controller.signal).catch((error: unknown): Outcome<T> => ({ ok: false, kind: 'connect', error: error as Error })).then((outcome) => {
+        const limitMs = this.config.attemptTimeoutMs ?? 30_000;
+        let hung = false;
+        const hangTimer = setTimeout(() => { hung = true; controller.abort(); }, limitMs);
+        attempt(replica, controller.signal).catch((error: unknown): Outcome<T> => ({ ok: false, kind: 'connect', error: error as Error })).then((result) => {
+          clearTimeout(hangTimer);
           inflight.delete(replica.id);
           const ms = performance.now() - started;
-          const cancelled = !outcome.ok && (controller.signal.aborted || outcome.kind === 'cancelled');
+          const outcome: Outcome<T> = hung ? { ok: false, kind: 'connect', error: new Error(`no answer within ${limitMs} ms`) } : result;
+          const cancelled = !outcome.ok && !hung && (controller.signal.aborted || outcome.kind === 'cancelled');
           if (outcome.ok) {
             this.stats.end(replica.id, { ok: true, latencyMs: ms });
             metrics.attempt(name, replica.id, 'ok', ms / 1000);
