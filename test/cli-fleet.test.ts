@@ -90,6 +90,14 @@ describe('fleet CLI', () => {
     expect(badPolicy.code).toBe(1);
     expect(badPolicy.stderr.trim().split('\n')).toHaveLength(1);
     expect(badPolicy.stderr).toMatch(/routing\.locality/);
+    expect((await tern('users', 'add', 'vic', '--password', 'viewer-pass-1')).stdout).toMatch(/user vic \(viewer\) created/);
+    expect((await tern('users')).stdout).toMatch(/vic\s+viewer/);
+    const short = await tern('users', 'add', 'sam', '--password', 'short');
+    expect(short.code).toBe(1);
+    expect(short.stderr).toMatch(/^tern: POST \/users failed \(400\): invalid request body: password: passwords need at least 8 characters\n$/);
+    expect((await tern('users', 'rm', 'vic')).stdout).toMatch(/user vic removed/);
+    const ghost = await tern('nodes', 'rm', 'ghost');
+    expect(ghost.stderr).toMatch(/404\): node ghost not found/);
     const badLabel = await tern('nodes', 'label', 'n1', 'novalue');
     expect(badLabel.stderr).toMatch(/must look like key=value/);
   });

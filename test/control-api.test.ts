@@ -284,6 +284,57 @@ describe('control API', () => {
       const wrong = await call(f, 'PATCH', `/api/v1/nodes/${node_id}/labels`, { token: f.admin, body: { labels: { zone: 3 } } });
       expect(wrong.body.error).toMatch(/^invalid request body: labels\.zone: /);
     });
+
+    it('removes a node only when it is down or runs nothing; its token stops working', async () => {
+      const { node_id, node_token } = await joinNode(f);
+      f.store.models.addVersion({ model: 'm', sha256: 'a'.repeat(64), size: 1, format: 'onnx' });
+      f.store.deployments.create({ name: 'd', model: 'm', replicas: 1, runtime: 'process', resources: { cpu: 0.5, memory_mb: 256 }, selector: {}, spread: 'node', routing: { locality: 'local-first', hedge: false } }, '1');
+      f.store.replicas.create({ id: 'd-1', deployment: 'd', node: node_id, version: '1', generation: 1 });
+      const busy = await call(f, 'DELETE', `/api/v1/nodes/${node_id}`, { token: f.admin });
+      expect(busy.status).toBe(409);
+      expect(busy.body.error).toBe(`node ${node_id} is ready and runs 1 replica(s): drain it first (tern nodes drain ${node_id}) or stop its agent`);
+      f.store.nodes.setState(node_id, 'down');
+      expect(await call(f, 'DELETE', `/api/v1/nodes/${node_id}`, { token: f.admin })).toEqual({ status: 200, body: { id: node_id, removed: true } });
+      expect(f.store.replicas.get('d-1')).toBeUndefined();
+      expect(f.hookCalls).toContain(`node ${node_id} removed`);
+      const rejoin = await call(f, 'POST', '/api/v1/join', { body: { token: node_token, node_id, facts: FACTS } });
+      expect(rejoin.status).toBe(401);
+      expect((await call(f, 'DELETE', `/api/v1/nodes/${node_id}`, { token: f.admin })).status).toBe(404);
+    });
+  });
+
+  describe('users', () => {
+    it('admins create, list and remove users; a viewer may only read; the last admin stays', async () => {
+      const created = await call(f, 'POST', '/api/v1/users', { token: f.admin, body: { username: 'vera', password: 'viewer-pass-1' } });
+      expect(created.status).toBe(201);
+      expect(created.body).toMatchObject({ username: 'vera', role: 'viewer' });
+      const vera = (await call(f, 'POST', '/api/v1/auth/login', { body: { username: 'vera', password: 'viewer-pass-1' } })).body.token;
+      expect((await call(f, 'GET', '/api/v1/nodes', { token: vera })).status).toBe(200);
+      expect((await call(f, 'POST', '/api/v1/users', { token: vera, body: { username: 'x', password: '12345678' } })).status).toBe(403);
+      expect((await call(f, 'GET', '/api/v1/users', { token: f.admin })).body.users.map((u: any) => u.username)).toEqual(['admin', 'vera']);
+      // Vera changes her own password, not the admin's.
+      expect((await call(f, 'PUT', '/api/v1/users/vera/password', { token: vera, body: { password: 'new-pass-22' } })).status).toBe(200);
+      const notHers = await call(f, 'PUT', '/api/v1/users/admin/password', { token: vera, body: { password: 'new-pass-22' } });
+      expect(notHers).toEqual({ status: 403, body: { error: "only an admin or admin may change admin's password" } });
+      expect((await call(f, 'POST', '/api/v1/auth/login', { body: { username: 'vera', password: 'new-pass-22' } })).status).toBe(200);
+      expect((await call(f, 'DELETE', '/api/v1/users/vera', { token: f.admin })).body).toEqual({ username: 'vera', removed: true });
+      expect((await call(f, 'GET', '/api/v1/nodes', { token: vera })).status).toBe(401); // her sessions ended with her
+      const last = await call(f, 'DELETE', '/api/v1/users/admin', { token: f.admin });
+      expect(last).toEqual({ status: 409, body: { error: 'user admin is the last admin: create another admin first' } });
+    });
+
+    it('refuses a duplicate user, a short password, a bad name and an unknown user, naming the problem', async () => {
+      await call(f, 'POST', '/api/v1/users', { token: f.admin, body: { username: 'dup', password: 'password-1' } });
+      const dup = await call(f, 'POST', '/api/v1/users', { token: f.admin, body: { username: 'dup', password: 'password-1' } });
+      expect(dup).toEqual({ status: 409, body: { error: 'user dup already exists' } });
+      const short = await call(f, 'POST', '/api/v1/users', { token: f.admin, body: { username: 'sam', password: 'short' } });
+      expect(short.status).toBe(400);
+      expect(short.body.error).toMatch(/password: passwords need at least 8 characters/);
+      const badName = await call(f, 'POST', '/api/v1/users', { token: f.admin, body: { username: 'a b', password: 'password-1', role: 'root' } });
+      expect(badName.body.error).toMatch(/username: usernames are 1-64/);
+      expect(badName.body.error).toMatch(/role: /);
+      expect((await call(f, 'DELETE', '/api/v1/users/ghost', { token: f.admin })).body).toEqual({ error: 'user ghost not found' });
+    });
   });
 
   describe('model registry', () => {

@@ -72,6 +72,29 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
       process.stdout.write(`${id}: ${n.state}${n.cordoned ? ', cordoned' : ''}\n`);
     }));
   }
+  nodes.command('rm <id>').description('remove a node (down, or running no replicas) from the fleet').action(act(async (id: string) => {
+    await (await client()).request('DELETE', `/nodes/${id}`);
+    process.stdout.write(`${id} removed; its agent's token no longer works\n`);
+  }));
+
+  const users = program.command('users').description('users of the control plane (admin)');
+  users.command('ls', { isDefault: true }).option('--json').action(act(async (o: Out) => {
+    const { users: list } = await (await client()).get<{ users: any[] }>('/users');
+    print(list, o, () => formatTable(list.map((u) => ({ username: u.username, role: u.role, created: new Date(u.created_at).toISOString().slice(0, 19) })), ['username', 'role', 'created']));
+  }));
+  users.command('add <username>').requiredOption('--password <password>', 'at least 8 characters').option('--role <role>', 'admin | viewer', 'viewer')
+    .action(act(async (username: string, o: { password: string; role: string }) => {
+      const u = await (await client()).post<any>('/users', { username, password: o.password, role: o.role });
+      process.stdout.write(`user ${u.username} (${u.role}) created\n`);
+    }));
+  users.command('passwd <username>').requiredOption('--password <password>', 'the new password').action(act(async (username: string, o: { password: string }) => {
+    await (await client()).request('PUT', `/users/${username}/password`, { password: o.password });
+    process.stdout.write(`password of ${username} changed\n`);
+  }));
+  users.command('rm <username>').action(act(async (username: string) => {
+    await (await client()).request('DELETE', `/users/${username}`);
+    process.stdout.write(`user ${username} removed; their sessions ended\n`);
+  }));
 
   const models = program.commands.find((c) => c.name() === 'models')!;
   models.command('push <name> <path>').description('upload a model version (an .onnx file or a directory)')

@@ -41,6 +41,8 @@ export interface ControlOptions {
   heartbeatTimeoutMs?: number;
   /** Run a gateway in the control plane too (off unless given: `tern control` turns it on). */
   gateway?: { httpPort: number; grpcPort: number };
+  /** The event log keeps this many newest events (default 200,000; pruned at start and hourly). */
+  maxEvents?: number;
   /** How long a retired replica may take to leave every gateway's table before it is stopped anyway (default 5 s). */
   drainTimeoutMs?: number;
   log?: Logger;
@@ -116,7 +118,15 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   hub.expectNodes(store.nodes.list().filter((n) => n.state !== 'down').map((n) => n.id));
   const api = await buildControlApi({
     store, registry, log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
-    hooks: { desiredStateChanged: (reason) => reconciler.trigger(reason) },
+    hooks: {
+      desiredStateChanged: (reason) => reconciler.trigger(reason),
+      nodeRemoved: (node) => {
+        hub.forgetNode(node);
+        routes.forgetNode(node);
+        reconciler.forgetNode(node);
+        void hub.clearDesired(node).catch((err: unknown) => log.warn({ err, node }, 'could not clear the removed node\'s desired state'));
+      },
+    },
     routes: () => routes.current,
   });
   api.get('/', { config: { access: 'public' } }, async (_req, reply) => reply.type('text/html').send(placeholderPage({
@@ -129,9 +139,17 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
     : undefined;
   const unsubscribe = gateway ? routes.subscribe((table) => gateway.apply(table)) : undefined;
   reconciler.start();
+  const pruneEvents = () => {
+    const removed = store.events.prune(o.maxEvents ?? 200_000);
+    if (removed > 0) log.info({ removed }, 'pruned the oldest events');
+  };
+  pruneEvents();
+  const pruneTimer = setInterval(pruneEvents, 3600_000);
+  pruneTimer.unref();
   return {
     url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, port, mqttUrl, admin, store, registry, hub, reconciler, routes, gateway, api,
     async close() {
+      clearInterval(pruneTimer);
       reconciler.stop();
       unsubscribe?.();
       await gateway?.close();

@@ -188,6 +188,12 @@ export const LoginRequestSchema = z.object({ username: z.string().min(1), passwo
 export const RoleSchema = z.enum(['admin', 'viewer']);
 export type Role = z.infer<typeof RoleSchema>;
 
+export const UsernameSchema = z.string().regex(/^[A-Za-z0-9_.@-]{1,64}$/, 'usernames are 1-64 letters, digits, _ . @ -');
+const PasswordSchema = z.string().min(8, 'passwords need at least 8 characters').max(256);
+
+export const UserCreateSchema = z.object({ username: UsernameSchema, password: PasswordSchema, role: RoleSchema.default('viewer') }).strict();
+export const PasswordChangeSchema = z.object({ password: PasswordSchema }).strict();
+
 export const ApiTokenRequestSchema = z.object({
   name: z.string().min(1).max(100),
   role: RoleSchema.default('viewer'),

@@ -21,6 +21,7 @@ import { registerMetaRoutes } from './routes/meta-routes.js';
 import { registerModelRoutes } from './routes/model-routes.js';
 import { registerNodeRoutes } from './routes/node-routes.js';
 import { registerRoutingRoutes } from './routes/routing-routes.js';
+import { registerUserRoutes } from './routes/user-routes.js';
 import { registerUploadRoutes } from './routes/upload-routes.js';
 
 export type { ControlApiDeps, ControlApiHooks } from './deps.js';
@@ -83,6 +84,7 @@ export async function buildControlApi(deps: ControlApiDeps): Promise<FastifyInst
     registerDeploymentRoutes(v1, deps);
     registerEventRoutes(v1, deps);
     registerRoutingRoutes(v1, deps);
+    registerUserRoutes(v1, deps);
   }, { prefix: API_PREFIX });
   return app;
 }

@@ -9,6 +9,8 @@ import type { Store } from '../store/store.js';
 export interface ControlApiHooks {
   /** Desired state changed (deployment or node scheduling flags); the reconciler re-plans. */
   desiredStateChanged(reason: string): void;
+  /** A node left the fleet: forget its MQTT session, clear its retained desired state. */
+  nodeRemoved?(node: string): void;
 }
 
 export interface ControlApiDeps {

@@ -110,6 +110,12 @@ export class Reconciler {
     if (st.state === 'ready' || st.state === 'stopped' || st.state === 'failed') this.trigger('replica status');
   }
 
+  /** A node removed from the fleet: nothing to publish to it any more. */
+  forgetNode(node: string): void {
+    this.published.delete(node);
+    this.heartbeats.delete(node);
+  }
+
   onNodeDown(node: string, reason: string): void {
     const rec = this.store.nodes.get(node);
     if (!rec || rec.state === 'down') return;

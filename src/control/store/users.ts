@@ -12,6 +12,8 @@ export class UserTable {
   private readonly listStmt: Database.Statement<[], UserRecord>;
   private readonly countStmt: Database.Statement<[], { n: number }>;
   private readonly passwordStmt: Database.Statement;
+  private readonly removeStmt: Database.Statement<[string]>;
+  private readonly adminsStmt: Database.Statement<[], { n: number }>;
 
   constructor(db: Database.Database) {
     this.insertStmt = db.prepare('INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)');
@@ -19,6 +21,9 @@ export class UserTable {
     this.listStmt = db.prepare('SELECT username, role, created_at FROM users ORDER BY username');
     this.countStmt = db.prepare('SELECT COUNT(*) AS n FROM users');
     this.passwordStmt = db.prepare('UPDATE users SET password_hash = ? WHERE username = ?');
+    // Their login sessions go with them (api_tokens.username cascades).
+    this.removeStmt = db.prepare('DELETE FROM users WHERE username = ?');
+    this.adminsStmt = db.prepare("SELECT COUNT(*) AS n FROM users WHERE role = 'admin'");
   }
 
   create(username: string, passwordHash: string, role: Role, now = Date.now()): UserRecord {
@@ -46,5 +51,13 @@ export class UserTable {
 
   count(): number {
     return this.countStmt.get()!.n;
+  }
+
+  admins(): number {
+    return this.adminsStmt.get()!.n;
+  }
+
+  remove(username: string): boolean {
+    return this.removeStmt.run(username).changes > 0;
   }
 }

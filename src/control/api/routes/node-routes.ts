@@ -1,4 +1,4 @@
-/** Nodes: list, show, label, cordon, uncordon, drain. Scheduling flags change desired state. */
+/** Nodes: list, show, label, cordon, uncordon, drain, remove. Scheduling flags change desired state. */
 import type { FastifyRequest } from 'fastify';
 import { LabelsPatchSchema } from '../../../protocol/fleet.js';
 import { TernError } from '../../../protocol/errors.js';
@@ -55,6 +55,24 @@ export function registerNodeRoutes(app: ApiApp, deps: ControlApiDeps): void {
     audit(deps, req, 'node.labeled', `node/${node.id}`, `node ${node.id} labels changed: ${changes}`, { labels: req.body.labels });
     desiredStateChanged(deps, `node ${node.id} labels changed`);
     return node;
+  });
+
+  app.delete('/nodes/:id', {
+    config: { access: 'admin' },
+    schema: { summary: 'Remove a node from the fleet (down, or running no replicas); its token stops working', tags: ['nodes'], params: NodeParams },
+  }, async (req) => {
+    const node = getNode(req.params.id);
+    store.transaction(() => {
+      const running = store.replicas.listByNode(node.id).filter((r) => r.desired !== 'stop');
+      if (node.state !== 'down' && running.length > 0) {
+        throw new TernError('CONFLICT', `node ${node.id} is ${node.state} and runs ${running.length} replica(s): drain it first (tern nodes drain ${node.id}) or stop its agent`);
+      }
+      store.nodes.remove(node.id); // its replicas and token go with it
+    });
+    audit(deps, req, 'node.removed', `node/${node.id}`, `node ${node.id} (${node.facts.hostname}) removed from the fleet; its token no longer works`);
+    deps.hooks.nodeRemoved?.(node.id);
+    desiredStateChanged(deps, `node ${node.id} removed`);
+    return { id: node.id, removed: true };
   });
 
   for (const action of ['cordon', 'uncordon', 'drain'] as const) {
