@@ -520,7 +520,7 @@ describe('control API', () => {
     });
 
     it('serves health and an OpenAPI document listing the routes with request schemas', async () => {
-      expect(await call(f, 'GET', '/healthz')).toEqual({ status: 200, body: { status: 'ok', schema_version: 2 } });
+      expect(await call(f, 'GET', '/healthz')).toEqual({ status: 200, body: { status: 'ok', schema_version: 3 } });
       const doc = (await call(f, 'GET', '/openapi.json')).body;
       expect(doc.openapi).toMatch(/^3\./);
       for (const p of ['/api/v1/auth/login', '/api/v1/join', '/api/v1/nodes/{id}/cordon', '/api/v1/models/{name}/uploads', '/api/v1/uploads/{id}',

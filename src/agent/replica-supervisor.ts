@@ -76,6 +76,7 @@ interface RunnerDeps {
 class ReplicaRunner {
   state: ReplicaState = 'pending';
   port: number | undefined;
+  grpcPort: number | undefined;
   message: string | undefined;
   restarts = 0;
   private handle: ReplicaHandle | undefined;
@@ -98,7 +99,7 @@ class ReplicaRunner {
   status(): ReplicaStatus {
     return {
       replica_id: this.spec.id, generation: this.spec.generation, state: this.state,
-      port: this.port, message: this.message, ts: Date.now(),
+      port: this.port, ...(this.grpcPort !== undefined ? { grpc_port: this.grpcPort } : {}), message: this.message, ts: Date.now(),
     };
   }
 
@@ -137,6 +138,7 @@ class ReplicaRunner {
           break;
         }
         this.handle = handle;
+        this.grpcPort = handle.grpcPort;
         const readyAt = Date.now();
         this.set('ready', handle.limits);
         const exit = await new Promise<Parameters<Parameters<ReplicaHandle['onExit']>[0]>[0]>((resolve) => handle.onExit(resolve));

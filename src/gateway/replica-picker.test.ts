@@ -83,6 +83,15 @@ describe('ReplicaStats: outlier ejection', () => {
     expect(stats.dueForHalfOpenProbe('r')).toBe(false);
   });
 
+  it('ejects an admitted replica only after repeated failed probes, an ejected one at the first', () => {
+    const stats = new ReplicaStats({ consecutiveErrors: 3, baseEjectionMs: 10_000 });
+    expect(stats.probed('r', { ok: false })).toBe(false);
+    expect(stats.probed('r', { ok: false })).toBe(false);
+    expect(stats.probed('r', { ok: false })).toBe(true);
+    expect(stats.probed('r', { ok: false })).toBe(false); // still ejected: extended, not a new ejection
+    expect(stats.isEjected('r')).toBe(true);
+  });
+
   it('does not blame a replica for a cancelled request', () => {
     const stats = new ReplicaStats({ consecutiveErrors: 1 });
     stats.begin('r');

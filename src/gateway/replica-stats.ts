@@ -113,11 +113,19 @@ export class ReplicaStats {
     return false;
   }
 
-  /** A probe's result: a success readmits an ejected replica; a failure (re-)ejects it. */
+  /**
+   * A probe's result: a success readmits an ejected replica; a failed half-open probe ejects it
+   * again, a failed latency probe of an admitted one counts like a 5xx (one slow health check on
+   * a busy board is no reason to drop a replica).
+   */
   probed(id: string, result: { ok: true; latencyMs: number } | { ok: false }): boolean {
     const e = this.entry(id);
     e.lastProbed = performance.now();
-    if (!result.ok) return this.eject(e);
+    if (!result.ok) {
+      if (e.ejectedUntil !== 0) return this.eject(e);
+      e.errorsInARow += 1;
+      return e.errorsInARow >= this.errorLimit ? this.eject(e) : false;
+    }
     this.sample(e, result.latencyMs);
     if (e.ejectedUntil !== 0) {
       e.ejectedUntil = 0;

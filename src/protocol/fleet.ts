@@ -93,6 +93,8 @@ export const ReplicaStatusSchema = z.object({
   generation: z.number().int(),
   state: ReplicaStateSchema,
   port: z.number().int().optional(),
+  /** Usually port + 1, but a replica reports what it really listens on. */
+  grpc_port: z.number().int().optional(),
   message: z.string().optional(),
   ts: z.number(),
 });

@@ -33,7 +33,7 @@ export const RouteReplicaSchema = z.object({
   address: z.string(),
   /** HTTP port (OIP v2 REST, TF Serving REST, apps). */
   port: z.number().int().positive(),
-  /** gRPC port: replicas take a port pair, gRPC on port + 1 (see agent/port-allocator.ts). */
+  /** gRPC port (as the replica reported it; usually port + 1, see agent/port-allocator.ts). */
   grpc_port: z.number().int().positive(),
   site: z.string().optional(),
   zone: z.string().optional(),

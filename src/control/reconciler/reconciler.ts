@@ -51,6 +51,8 @@ export class Reconciler {
   private running = false;
   /** Replicas draining: since when, and the first routing-table version without them. */
   private drains = new Map<string, { since: number; version?: number }>();
+  /** The store may hold drains from before a restart until the first pass has looked. */
+  private drainsLoaded = false;
 
   constructor(
     private readonly store: Store,
@@ -105,7 +107,7 @@ export class Reconciler {
   }
 
   onStatus(node: string, st: ReplicaStatus): void {
-    this.observe(node, st.replica_id, st.generation, { state: st.state, port: st.port ?? null, message: st.message ?? '' });
+    this.observe(node, st.replica_id, st.generation, { state: st.state, port: st.port ?? null, grpc_port: st.grpc_port ?? null, message: st.message ?? '' });
     if (st.state === 'failed') this.event('replica.failed', `replica/${st.replica_id}`, `replica ${st.replica_id} on ${node} failed: ${st.message ?? 'no reason given'}`);
     if (st.state === 'ready' || st.state === 'stopped' || st.state === 'failed') this.trigger('replica status');
   }
@@ -133,8 +135,8 @@ export class Reconciler {
     this.trigger('node up');
   }
 
-  private observe(node: string, id: string, generation: number, o: { state: ReplicaRecord['state']; port?: number | null; message?: string }): void {
-    const key = `${o.state}:${o.port ?? ''}:${o.message ?? ''}`;
+  private observe(node: string, id: string, generation: number, o: { state: ReplicaRecord['state']; port?: number | null; grpc_port?: number | null; message?: string }): void {
+    const key = `${o.state}:${o.port ?? ''}:${o.grpc_port ?? ''}:${o.message ?? ''}`;
     if (this.observed.get(id) === key && o.port === undefined) return;
     const r = this.store.replicas.get(id);
     if (!r || r.node !== node || r.generation !== generation) return; // stale report from a fenced agent
@@ -173,15 +175,16 @@ export class Reconciler {
     this.running = true;
     try {
       this.flushHeartbeats();
-      this.store.transaction(() => {
+      const nodes = this.store.transaction(() => {
         const deployments = this.store.deployments.list();
         // Node states do not change during a pass: read (and parse) them once, not once per deployment.
-        const nodes = deployments.length ? new Map(this.store.nodes.list().map((n) => [n.id, n])) : new Map<string, NodeRecord>();
-        for (const d of deployments) this.reconcileDeployment(d, nodes);
-        this.finishDrains(nodes);
+        const snapshot = deployments.length ? new Map(this.store.nodes.list().map((n) => [n.id, n])) : new Map<string, NodeRecord>();
+        for (const d of deployments) this.reconcileDeployment(d, snapshot);
+        this.finishDrains(snapshot);
+        return snapshot;
       });
       this.publishChanged();
-      this.options.routes?.refresh();
+      this.options.routes?.refresh(nodes);
       this.stampDrains();
     } catch (err) {
       this.log.error({ err, reason }, 'reconcile pass failed');
@@ -265,6 +268,8 @@ export class Reconciler {
 
   /** Stops draining replicas once every live gateway routes without them, or the drain timed out. */
   private finishDrains(nodes: Map<string, NodeRecord>): void {
+    if (this.drains.size === 0 && this.drainsLoaded) return;
+    this.drainsLoaded = true;
     const now = Date.now();
     const live = [...nodes.values()].filter((n) => n.state !== 'down').map((n) => n.id);
     const draining = new Set<string>();

@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 import type { RoutingTable } from '../../protocol/routing.js';
-import type { Store } from '../store/store.js';
+import type { NodeRecord, Store } from '../store/store.js';
 import { computeRoutes } from './routing-table.js';
 
 export interface RoutesSink {
@@ -38,9 +38,9 @@ export class RoutesPublisher {
     return () => { this.listeners.delete(listener); };
   }
 
-  /** Recomputes the table; publishes and returns true when it changed. */
-  refresh(): boolean {
-    const routes = computeRoutes(this.store);
+  /** Recomputes the table (with the caller's snapshot of the nodes, if it has one); publishes and returns true when it changed. */
+  refresh(nodes?: Map<string, NodeRecord>): boolean {
+    const routes = computeRoutes(this.store, nodes);
     const fingerprint = JSON.stringify(routes);
     if (fingerprint === this.fingerprint) return false;
     const version = Math.max((this.table?.version ?? 0) + 1, Date.now());

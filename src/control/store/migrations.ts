@@ -149,6 +149,11 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX replicas_node ON replicas(node);
     `,
   },
+  {
+    version: 3,
+    name: 'replicas.grpc_port, as the replica reports it',
+    sql: 'ALTER TABLE replicas ADD COLUMN grpc_port INTEGER;',
+  },
 ];
 
 /** Applies the migrations the database has not seen; returns the resulting schema version. */

@@ -23,6 +23,7 @@ export interface ReplicaRecord {
   desired: ReplicaDesired;
   state: ReplicaState;
   port: number | null;
+  grpc_port: number | null;
   message: string;
   created_at: number;
   updated_at: number;
@@ -37,7 +38,7 @@ export interface NewReplica {
   generation: number;
 }
 
-export interface ObservedReplica { state: ReplicaState; port?: number | null; message?: string }
+export interface ObservedReplica { state: ReplicaState; port?: number | null; grpc_port?: number | null; message?: string }
 
 type ReplicaRow = Omit<ReplicaRecord, 'version'> & { version: number };
 
@@ -65,7 +66,7 @@ export class ReplicaTable {
     this.byNodeStmt = db.prepare('SELECT * FROM replicas WHERE node = ? ORDER BY created_at, rowid');
     this.stoppingByNodeStmt = db.prepare("SELECT * FROM replicas WHERE node = ? AND desired = 'stop'");
     this.desiredStmt = db.prepare('UPDATE replicas SET desired = ?, updated_at = ? WHERE id = ?');
-    this.observedStmt = db.prepare(`UPDATE replicas SET state = @state, port = COALESCE(@port, port),
+    this.observedStmt = db.prepare(`UPDATE replicas SET state = @state, port = COALESCE(@port, port), grpc_port = COALESCE(@grpc_port, grpc_port),
       message = COALESCE(@message, message), updated_at = @now WHERE id = @id AND generation = @generation`);
     this.removeStmt = db.prepare('DELETE FROM replicas WHERE id = ?');
   }
@@ -107,7 +108,7 @@ export class ReplicaTable {
 
   /** Applies an agent's report; false when the replica is unknown or the generation is stale. */
   updateObserved(id: string, generation: number, o: ObservedReplica, now = Date.now()): boolean {
-    const params = { id, generation, state: o.state, port: o.port ?? null, message: o.message ?? null, now };
+    const params = { id, generation, state: o.state, port: o.port ?? null, grpc_port: o.grpc_port ?? null, message: o.message ?? null, now };
     return this.observedStmt.run(params).changes > 0;
   }
 

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DeploymentSpec, Heartbeat, NodeFacts } from '../../protocol/fleet.js';
+import Database from 'better-sqlite3';
 import { MIGRATIONS, migrate } from './migrations.js';
 import { Store } from './store.js';
 
@@ -46,18 +47,21 @@ describe('Store', () => {
   });
 
   it('migrates a version-1 database to replicas that can drain, keeping its rows', () => {
-    store.close();
-    const old = Store.open(path.join(dir, 'v1.db'), { migrations: MIGRATIONS.filter((m) => m.version === 1) });
-    expect(old.schemaVersion()).toBe(1);
-    old.nodes.upsertOnJoin('n1', FACTS, 'h1');
-    old.models.addVersion({ model: 'iris', sha256: 'a'.repeat(64), size: 10, format: 'onnx' });
-    old.deployments.create(SPEC, '1');
-    old.replicas.create({ id: 'web-1', deployment: 'web', node: 'n1', version: '1', generation: 1 });
-    expect(() => old.replicas.setDesired('web-1', 'drain')).toThrow(/CHECK constraint/);
+    // A database as the first release left it, written with that release's schema only.
+    const file1 = path.join(dir, 'v1.db');
+    const old = new Database(file1);
+    migrate(old, MIGRATIONS.filter((m) => m.version === 1));
+    old.exec(`INSERT INTO nodes (id, facts, node_token_hash, joined_at, updated_at) VALUES ('n1', '${JSON.stringify(FACTS)}', 'h1', 0, 0);
+      INSERT INTO models (name, created_at) VALUES ('iris', 0);
+      INSERT INTO model_versions (model, version, sha256, size, format, created_at) VALUES ('iris', 1, '${'a'.repeat(64)}', 10, 'onnx', 0);
+      INSERT INTO deployments (name, spec, model, version, created_at, updated_at) VALUES ('web', '${JSON.stringify(SPEC)}', 'iris', 1, 0, 0);
+      INSERT INTO replicas (id, deployment, node, version, generation, created_at, updated_at) VALUES ('web-1', 'web', 'n1', 1, 1, 0, 0);`);
+    expect(() => old.prepare("UPDATE replicas SET desired = 'drain'").run()).toThrow(/CHECK constraint/);
     old.close();
-    store = Store.open(path.join(dir, 'v1.db'));
+    store.close();
+    store = Store.open(file1);
     expect(store.schemaVersion()).toBe(MIGRATIONS.length);
-    expect(store.replicas.get('web-1')).toMatchObject({ deployment: 'web', node: 'n1', desired: 'run' });
+    expect(store.replicas.get('web-1')).toMatchObject({ deployment: 'web', node: 'n1', desired: 'run', grpc_port: null });
     expect(store.replicas.setDesired('web-1', 'drain')).toBe(true);
     expect(store.replicas.listByNode('n1').map((r) => r.desired)).toEqual(['drain']);
   });

@@ -13,7 +13,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { migrate, schemaVersion, type Migration } from './migrations.js';
+import { migrate, schemaVersion } from './migrations.js';
 import { UserTable } from './users.js';
 import { ApiTokenTable } from './api-tokens.js';
 import { JoinTokenTable } from './join-tokens.js';
@@ -37,8 +37,6 @@ export type { EventRecord, NewEvent, EventQuery } from './events.js';
 export interface StoreOptions {
   /** NORMAL (default) survives process crashes; FULL also survives power loss, at a cost per commit. */
   synchronous?: 'NORMAL' | 'FULL';
-  /** The schema to migrate to (default: all of MIGRATIONS); tests use older ones to check upgrades. */
-  migrations?: Migration[];
 }
 
 export class Store {
@@ -63,7 +61,7 @@ export class Store {
       db.pragma('foreign_keys = ON');
       // Another process (a CLI reading state, a backup) may hold the lock briefly.
       db.pragma('busy_timeout = 5000');
-      migrate(db, options.migrations);
+      migrate(db);
       return new Store(db);
     } catch (e) {
       db.close();
