@@ -16,11 +16,12 @@ import path from 'node:path';
 import { writeImageArchive, type ImageConfig, type WrittenImage } from './image-archive.js';
 import { appLayer, IMAGE_PATHS, modelsLayer, runtimeLayer, type Layer } from './image-inputs.js';
 import { nodeBinaryFor } from './node-runtime.js';
-import { hostPlatform, PLATFORMS, type PlatformName } from './platform.js';
+import { defaultImageTag, hostPlatform, PLATFORMS, type PlatformName } from './platform.js';
+
+export { defaultImageTag, IMAGE_REPOSITORY } from './platform.js';
 
 /** Bumped whenever the image layout changes, so cached archives of an older layout are not reused. */
 const LAYOUT_VERSION = 1;
-export const IMAGE_REPOSITORY = 'tern/serve';
 /** Port `tern serve` listens on in the image unless told otherwise. */
 export const IMAGE_HTTP_PORT = 8000;
 
@@ -49,11 +50,6 @@ export interface BuiltImage extends WrittenImage {
 
 export function defaultCacheDir(): string {
   return process.env.TERN_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'), 'tern');
-}
-
-/** `tern/serve:<tern version>-<arch>`: one tag per architecture, so a node picks its own. */
-export function defaultImageTag(version: string, platform: PlatformName): string {
-  return `${IMAGE_REPOSITORY}:${version}-${PLATFORMS[platform].arch}`;
 }
 
 function inputsHash(layers: Layer[], platform: PlatformName, tag: string): string {

@@ -31,3 +31,11 @@ export function hostPlatform(): PlatformName | undefined {
 export function platformOf(os: string | undefined, arch: string | undefined): string {
   return `${os || 'linux'}/${ociArch(arch || 'unknown')}`;
 }
+
+/** Repository of the model-server image `tern image build` makes. */
+export const IMAGE_REPOSITORY = 'tern/serve';
+
+/** `tern/serve:<tern version>-<arch>`: one tag per architecture, so a node picks its own. */
+export function defaultImageTag(version: string, platform: PlatformName): string {
+  return `${IMAGE_REPOSITORY}:${version}-${PLATFORMS[platform].arch}`;
+}
