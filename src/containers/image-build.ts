@@ -52,11 +52,19 @@ export function defaultCacheDir(): string {
   return process.env.TERN_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'), 'tern');
 }
 
-function inputsHash(layers: Layer[], platform: PlatformName, tag: string): string {
+/** Files at least this big are known by path, size and mtime; smaller ones by content (tsc rewrites dist/ on every build). */
+const CONTENT_HASH_BELOW = 1 << 20;
+
+async function inputsHash(layers: Layer[], platform: PlatformName, tag: string): Promise<string> {
   const hash = createHash('sha256').update(`tern-image-layout ${LAYOUT_VERSION}\n${platform}\n${tag}\n`);
   for (const layer of layers) {
     hash.update(`layer ${layer.name}\n`);
-    for (const f of layer.files) hash.update(`${f.path}\t${f.kind}\t${f.mode}\t${f.source ?? f.target ?? ''}\t${f.size}\t${f.mtimeMs}\n`);
+    for (const f of layer.files) {
+      const identity = f.kind === 'file' && f.size < CONTENT_HASH_BELOW
+        ? createHash('sha256').update(await readFile(f.source!)).digest('hex')
+        : `${f.source ?? f.target ?? ''}\t${f.mtimeMs}`;
+      hash.update(`${f.path}\t${f.kind}\t${f.mode}\t${f.size}\t${identity}\n`);
+    }
   }
   return hash.digest('hex');
 }
@@ -98,7 +106,7 @@ export async function buildImage(options: ImageBuildOptions): Promise<BuiltImage
     if (!existsSync(options.models)) throw new Error(`model repository '${options.models}' does not exist`);
     layers.push(await modelsLayer(options.models));
   }
-  const hash = inputsHash(layers, options.platform, tag);
+  const hash = await inputsHash(layers, options.platform, tag);
   const dir = path.join(cacheDir, 'images');
   const archive = path.join(dir, `${hash.slice(0, 32)}.tar`);
   const meta = `${archive}.json`;
