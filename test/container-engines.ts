@@ -151,3 +151,23 @@ export async function removeOwned(engine: Engine, owner: string): Promise<number
 export function hasNetns(name: string): boolean {
   return existsSync(`/run/netns/${name}`);
 }
+
+/**
+ * Sets up qemu-user emulation of arm64 (Debian qemu-user-static and
+ * binfmt-support): mounts binfmt_misc when it is not, enables qemu-aarch64.
+ * Returns why it cannot, or undefined once arm64 binaries run here.
+ */
+export function enableArm64Emulation(): string | undefined {
+  if (process.arch === 'arm64') return undefined;
+  if (process.getuid?.() !== 0) return 'setting up binfmt_misc needs root';
+  if (!which('update-binfmts') || !existsSync('/usr/libexec/qemu-binfmt') && !which('qemu-aarch64-static')) {
+    return 'qemu-user-static and binfmt-support are not installed (apt-get install qemu-user-static binfmt-support)';
+  }
+  try {
+    if (!existsSync('/proc/sys/fs/binfmt_misc/status')) execFileSync('mount', ['-t', 'binfmt_misc', 'binfmt_misc', '/proc/sys/fs/binfmt_misc'], { stdio: 'pipe' });
+    execFileSync('update-binfmts', ['--enable', 'qemu-aarch64'], { stdio: 'pipe' });
+  } catch (err) {
+    return `cannot enable qemu-aarch64 in binfmt_misc: ${(err as Error).message.split('\n')[0]}`;
+  }
+  return existsSync('/proc/sys/fs/binfmt_misc/qemu-aarch64') ? undefined : 'qemu-aarch64 is not registered in binfmt_misc';
+}
