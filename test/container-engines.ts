@@ -21,7 +21,7 @@ import { TEST_HOME } from './global-setup.js';
 
 export type EngineKind = 'podman' | 'docker';
 
-const BINARIES: Record<EngineKind, string[]> = { podman: ['podman', 'runc'], docker: ['dockerd', 'containerd', 'runc'] };
+const BINARIES: Record<EngineKind | 'registry', string[]> = { podman: ['podman', 'runc'], docker: ['dockerd', 'containerd', 'runc'], registry: ['docker-registry'] };
 
 function which(bin: string): boolean {
   try {
@@ -33,16 +33,16 @@ function which(bin: string): boolean {
 }
 
 /** Why `kind` cannot run here, or undefined when it can. */
-export function engineUnavailable(kind: EngineKind): string | undefined {
+export function engineUnavailable(kind: EngineKind | 'registry'): string | undefined {
   if (process.platform !== 'linux') return 'container engines need Linux';
   if (process.getuid?.() !== 0) return 'the container tests run rootful engines and need root';
   const missing = BINARIES[kind].filter((b) => !which(b));
-  if (missing.length) return `${missing.join(', ')} not installed (apt-get install ${kind === 'podman' ? 'podman runc' : 'docker.io'})`;
+  if (missing.length) return `${missing.join(', ')} not installed (apt-get install ${{ podman: 'podman runc', docker: 'docker.io', registry: 'docker-registry' }[kind]})`;
   return undefined;
 }
 
 /** Skips with a printed reason outside CI; in CI the test must run, so a missing engine fails it. */
-export function requireEngine(kind: EngineKind, what: string): boolean {
+export function requireEngine(kind: EngineKind | 'registry', what: string): boolean {
   const why = engineUnavailable(kind);
   if (!why) return true;
   if (process.env.CI) throw new Error(`${what} must run in CI, but: ${why}`);
@@ -111,14 +111,18 @@ function stopper(child: ChildProcess, cleanup: () => void): () => Promise<void> 
  * Starts an engine named `name` (a `ternc` prefix keeps it apart from other
  * helpers' resources), optionally inside network namespace `netns`.
  */
-export async function startEngine(kind: EngineKind, name: string, netns?: string): Promise<TestEngine> {
+export async function startEngine(kind: EngineKind, name: string, netns?: string, options: { insecureRegistries?: string[] } = {}): Promise<TestEngine> {
+  const insecure = options.insecureRegistries ?? [];
   const logDir = path.join(TEST_HOME, 'engines');
   mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, `${name}.log`);
   if (kind === 'podman') {
     const socket = `/run/${name}-podman.sock`;
     rmSync(socket, { force: true });
-    const child = spawnDaemon('podman', ['system', 'service', '--time=0', `unix://${socket}`], netns, { CONTAINERS_CONF: podmanConf() }, logFile);
+    const registriesConf = path.join(TEST_HOME, 'podman', `${name}-registries.conf`);
+    writeFileSync(registriesConf, insecure.map((r) => `[[registry]]\nlocation = "${r}"\ninsecure = true\n`).join(''));
+    const child = spawnDaemon('podman', ['system', 'service', '--time=0', `unix://${socket}`], netns,
+      { CONTAINERS_CONF: podmanConf(), CONTAINERS_REGISTRIES_CONF: registriesConf }, logFile);
     const engine = await waitForEngine(`unix://${socket}`, child, logFile);
     return { kind, url: `unix://${socket}`, engine, stop: stopper(child, () => rmSync(socket, { force: true })) };
   }
@@ -128,6 +132,7 @@ export async function startEngine(kind: EngineKind, name: string, netns?: string
   const child = spawnDaemon('dockerd', [
     '--host', `unix://${socket}`, '--data-root', `/var/lib/${name}-docker`, '--exec-root', execRoot,
     '--pidfile', `/run/${name}-docker.pid`, '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
+    ...insecure.flatMap((r) => ['--insecure-registry', r]),
   ], netns, {}, logFile);
   const engine = await waitForEngine(`unix://${socket}`, child, logFile);
   return { kind, url: `unix://${socket}`, engine, stop: stopper(child, () => rmSync(socket, { force: true })) };
@@ -170,4 +175,26 @@ export function enableArm64Emulation(): string | undefined {
     return `cannot enable qemu-aarch64 in binfmt_misc: ${(err as Error).message.split('\n')[0]}`;
   }
   return existsSync('/proc/sys/fs/binfmt_misc/qemu-aarch64') ? undefined : 'qemu-aarch64 is not registered in binfmt_misc';
+}
+
+export interface TestRegistry {
+  address: string;
+  stop(): Promise<void>;
+}
+
+/** Debian's docker-registry (the CNCF distribution registry) on `address`, storing in a scratch folder. */
+export async function startRegistry(address: string, storage: string): Promise<TestRegistry> {
+  const config = path.join(storage, 'config.yml');
+  mkdirSync(storage, { recursive: true });
+  writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(storage, 'data')}\nhttp:\n  addr: ${address}\n`);
+  const logFile = path.join(storage, 'registry.log');
+  const child = spawnDaemon('docker-registry', ['serve', config], undefined, {}, logFile);
+  const end = Date.now() + 20_000;
+  while (Date.now() < end) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited with code ${child.exitCode}; see ${logFile}`);
+    const ok = await fetch(`http://${address}/v2/`).then((r) => r.status === 200, () => false);
+    if (ok) return { address, stop: stopper(child, () => undefined) };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`docker-registry did not answer on ${address} in 20 s; see ${logFile}`);
 }

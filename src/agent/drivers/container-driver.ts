@@ -27,6 +27,7 @@ import { containerUsage, type CpuSample, type EngineStats } from '../../containe
 import { checkPlatform, inspectImage } from '../../containers/images.js';
 import { LABELS, ownerFilter } from '../../containers/labels.js';
 import { lastLines } from '../../containers/logs.js';
+import { parseImageRef, pullImage } from '../../containers/registry.js';
 import { defaultImageTag, hostPlatform } from '../../containers/platform.js';
 import { SERVER_VERSION } from '../../protocol/oip.js';
 import { STATE_FILES } from '../state-files.js';
@@ -263,7 +264,14 @@ export class ContainerDriver implements RuntimeDriver {
 
   /** Checks what can be checked before anything is created: the image is there and for this node, the ports are free. Returns the image's platform. */
   private async preflight(engine: Engine, image: string, port: number, grpcPort: number): Promise<string> {
-    const facts = await inspectImage(engine, image);
+    let facts = await inspectImage(engine, image);
+    if (!facts && parseImageRef(image).registry) {
+      this.log?.info({ image }, 'pulling the replica\'s image');
+      const started = Date.now();
+      await pullImage(engine, image);
+      facts = await inspectImage(engine, image);
+      this.log?.info({ image, ms: Date.now() - started }, 'image pulled');
+    }
     if (!facts) {
       throw new Error(`image ${image} is not on this node's container engine (${engine.kind} ${engine.version} at ${engine.url}); `
         + 'build it with `tern image build` and load it, or push it to the node with `tern images push`');
