@@ -1,25 +1,23 @@
 /**
- * Container engines for tests, started by the test itself: Podman's
- * Docker-compatible service (with runc and ulimits within this machine's hard
- * limits, from a containers.conf of our own) and Docker Engine (dockerd with
- * its own data root, no bridge, no iptables). Either can run inside a network
- * namespace (nsenter --net, keeping the host's mount namespace), so that
- * containers with host networking share that node's network.
+ * Container engines for tests, started by the test itself
+ * (../src/containers/local-engine.ts: Podman's compatible service or Docker
+ * Engine, optionally inside a network namespace), and a registry.
  *
  * The model-server image is built once (tern image build caches it by a hash
  * of its inputs) and loaded into an engine only when the engine lacks that build.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, closeSync, writeFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { connectEngine, type Engine } from '../src/containers/engine.js';
+import type { Engine, EngineKind } from '../src/containers/engine.js';
+
+export type { EngineKind };
+import { startDaemon, startLocalEngine, type LocalEngine } from '../src/containers/local-engine.js';
 import { buildImage, type BuiltImage } from '../src/containers/image-build.js';
 import { inspectImage, loadImageArchive } from '../src/containers/images.js';
 import type { PlatformName } from '../src/containers/platform.js';
 import { LABELS } from '../src/containers/labels.js';
 import { TEST_HOME } from './global-setup.js';
-
-export type EngineKind = 'podman' | 'docker';
 
 const BINARIES: Record<EngineKind | 'registry', string[]> = { podman: ['podman', 'runc'], docker: ['dockerd', 'containerd', 'runc'], registry: ['docker-registry'] };
 
@@ -50,92 +48,14 @@ export function requireEngine(kind: EngineKind | 'registry', what: string): bool
   return false;
 }
 
-export interface TestEngine {
-  kind: EngineKind;
-  url: string;
-  engine: Engine;
-  stop(): Promise<void>;
-}
-
-const PODMAN_CONF = `[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-`;
-
-function podmanConf(): string {
-  const dir = path.join(TEST_HOME, 'podman');
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, 'containers.conf');
-  writeFileSync(file, PODMAN_CONF);
-  return file;
-}
-
-function spawnDaemon(cmd: string, args: string[], netns: string | undefined, env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
-  const out = openSync(logFile, 'a');
-  const [bin, argv] = netns ? ['nsenter', [`--net=/run/netns/${netns}`, cmd, ...args]] : [cmd, args];
-  const child = spawn(bin, argv, { stdio: ['ignore', out, out], env: { ...process.env, ...env }, detached: false });
-  closeSync(out);
-  return child;
-}
-
-async function waitForEngine(url: string, child: ChildProcess, logFile: string): Promise<Engine> {
-  const end = Date.now() + 60_000;
-  let last = '';
-  while (Date.now() < end) {
-    if (child.exitCode !== null) throw new Error(`the engine exited with code ${child.exitCode}; see ${logFile}`);
-    try {
-      return await connectEngine(url);
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`the engine at ${url} did not come up in 60 s (${last}); see ${logFile}`);
-}
-
-function stopper(child: ChildProcess, cleanup: () => void): () => Promise<void> {
-  return async () => {
-    if (child.exitCode === null) {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await gone;
-      clearTimeout(t);
-    }
-    cleanup();
-  };
-}
+export type TestEngine = LocalEngine;
 
 /**
  * Starts an engine named `name` (a `ternc` prefix keeps it apart from other
  * helpers' resources), optionally inside network namespace `netns`.
  */
-export async function startEngine(kind: EngineKind, name: string, netns?: string, options: { insecureRegistries?: string[] } = {}): Promise<TestEngine> {
-  const insecure = options.insecureRegistries ?? [];
-  const logDir = path.join(TEST_HOME, 'engines');
-  mkdirSync(logDir, { recursive: true });
-  const logFile = path.join(logDir, `${name}.log`);
-  if (kind === 'podman') {
-    const socket = `/run/${name}-podman.sock`;
-    rmSync(socket, { force: true });
-    const registriesConf = path.join(TEST_HOME, 'podman', `${name}-registries.conf`);
-    writeFileSync(registriesConf, insecure.map((r) => `[[registry]]\nlocation = "${r}"\ninsecure = true\n`).join(''));
-    const child = spawnDaemon('podman', ['system', 'service', '--time=0', `unix://${socket}`], netns,
-      { CONTAINERS_CONF: podmanConf(), CONTAINERS_REGISTRIES_CONF: registriesConf }, logFile);
-    const engine = await waitForEngine(`unix://${socket}`, child, logFile);
-    return { kind, url: `unix://${socket}`, engine, stop: stopper(child, () => rmSync(socket, { force: true })) };
-  }
-  const socket = `/run/${name}-docker.sock`;
-  const execRoot = `/run/${name}-docker`;
-  rmSync(socket, { force: true });
-  const child = spawnDaemon('dockerd', [
-    '--host', `unix://${socket}`, '--data-root', `/var/lib/${name}-docker`, '--exec-root', execRoot,
-    '--pidfile', `/run/${name}-docker.pid`, '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
-    ...insecure.flatMap((r) => ['--insecure-registry', r]),
-  ], netns, {}, logFile);
-  const engine = await waitForEngine(`unix://${socket}`, child, logFile);
-  return { kind, url: `unix://${socket}`, engine, stop: stopper(child, () => rmSync(socket, { force: true })) };
+export function startEngine(kind: EngineKind, name: string, netns?: string, options: { insecureRegistries?: string[] } = {}): Promise<TestEngine> {
+  return startLocalEngine(kind, { name, workDir: path.join(TEST_HOME, 'engines'), netns, ...options });
 }
 
 /** Builds (or reuses) the model-server image for `platform` and loads it into the engine unless it has this very build. */
@@ -188,13 +108,14 @@ export async function startRegistry(address: string, storage: string): Promise<T
   mkdirSync(storage, { recursive: true });
   writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(storage, 'data')}\nhttp:\n  addr: ${address}\n`);
   const logFile = path.join(storage, 'registry.log');
-  const child = spawnDaemon('docker-registry', ['serve', config], undefined, {}, logFile);
+  const { child, stop } = startDaemon('docker-registry', ['serve', config], logFile);
   const end = Date.now() + 20_000;
   while (Date.now() < end) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited with code ${child.exitCode}; see ${logFile}`);
     const ok = await fetch(`http://${address}/v2/`).then((r) => r.status === 200, () => false);
-    if (ok) return { address, stop: stopper(child, () => undefined) };
+    if (ok) return { address, stop };
     await new Promise((r) => setTimeout(r, 100));
   }
+  await stop();
   throw new Error(`docker-registry did not answer on ${address} in 20 s; see ${logFile}`);
 }
