@@ -26,6 +26,7 @@ import { connectEngine, engineMessage, isNotFound, type Engine } from '../../con
 import { containerUsage, type CpuSample, type EngineStats } from '../../containers/container-stats.js';
 import { checkPlatform, inspectImage } from '../../containers/images.js';
 import { LABELS, ownerFilter } from '../../containers/labels.js';
+import { ExitWatch } from '../../containers/exit-watch.js';
 import { lastLines } from '../../containers/logs.js';
 import { parseImageRef, pullImage } from '../../containers/registry.js';
 import { defaultImageTag, hostPlatform } from '../../containers/platform.js';
@@ -121,6 +122,20 @@ export function emulationBinds(emptyDir: string, sysCpu = '/sys/devices/system/c
   return cpus.map((cpu) => `${emptyDir}:${sysCpu}/${cpu}/cache:ro`);
 }
 
+/**
+ * Removes a container and waits until the engine no longer lists it (another
+ * party, e.g. a second driver that adopted it, may be removing it already: the
+ * engine then refuses with "removal in progress").
+ */
+async function removeContainer(container: Docker.Container): Promise<void> {
+  await container.remove({ force: true }).catch(() => undefined);
+  for (let i = 0; i < 100; i++) {
+    const gone = await container.inspect().then(() => false, (err: unknown) => isNotFound(err));
+    if (gone) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 class ContainerReplica implements ReplicaHandle {
   private exited: ReplicaExit | undefined;
   private readonly exitCallbacks: ((exit: ReplicaExit) => void)[] = [];
@@ -131,6 +146,8 @@ class ContainerReplica implements ReplicaHandle {
 
   constructor(
     private readonly container: Docker.Container,
+    /** Resolves when the engine reports the container stopped (exit-watch.ts). */
+    private readonly stopped: Promise<void>,
     readonly port: number,
     readonly grpcPort: number,
     readonly limits: string,
@@ -149,18 +166,12 @@ class ContainerReplica implements ReplicaHandle {
     return this.exited !== undefined;
   }
 
-  /** Waits for the container to stop (a long poll on the engine), keeps its last lines, removes it. */
+  /** Waits for the container to stop, keeps its exit code and last lines, removes it. */
   private async watch(): Promise<ReplicaExit> {
-    let code: number | null = null;
-    let lost: string | undefined;
-    try {
-      code = ((await this.container.wait({ condition: 'not-running' })) as { StatusCode: number }).StatusCode;
-    } catch (err) {
-      lost = `lost the container's wait call: ${engineMessage(err)}`;
-    }
+    await this.stopped;
+    const code = await this.container.inspect().then((i) => i.State.ExitCode, () => null);
     const lines = await this.lastLines();
-    if (lost) lines.push(lost);
-    await this.container.remove({ force: true }).catch(() => undefined);
+    await removeContainer(this.container);
     this.exited = { code, signal: code === 137 ? 'SIGKILL' : null, requested: this.stopRequested, lastLines: lines };
     for (const cb of this.exitCallbacks.splice(0)) cb(this.exited);
     return this.exited;
@@ -214,6 +225,7 @@ export class ContainerDriver implements RuntimeDriver {
   readonly outlivesAgent = true;
   private engineConn: Promise<Engine> | undefined;
   private readonly running = new Set<ContainerReplica>();
+  private exitWatch: ExitWatch | undefined;
   readonly owner: string;
   private readonly log: Logger | undefined;
 
@@ -229,6 +241,11 @@ export class ContainerDriver implements RuntimeDriver {
       throw err;
     });
     return this.engineConn;
+  }
+
+  private exits(engine: Engine): ExitWatch {
+    this.exitWatch ??= new ExitWatch(engine, ownerFilter(this.owner).label, this.log);
+    return this.exitWatch;
   }
 
   /** Platforms this node runs images of. */
@@ -327,7 +344,7 @@ export class ContainerDriver implements RuntimeDriver {
       throw new Error(`cannot start the container for ${spec.deployment}: ${engineMessage(err)}`);
     }
     const info = await container.inspect();
-    const replica = new ContainerReplica(container, port, grpcPort, describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
+    const replica = new ContainerReplica(container, this.exits(engine).exited(container.id), port, grpcPort, describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
     this.track(replica);
     this.log?.info({ replica: spec.id, container: container.id.slice(0, 12), image, port, limits: replica.limits }, 'replica container started');
     await this.waitReady(replica, spec, port, signal);
@@ -379,7 +396,7 @@ export class ContainerDriver implements RuntimeDriver {
         continue;
       }
       const info = await container.inspect();
-      const replica = new ContainerReplica(container, Number(l[LABELS.port]), Number(l[LABELS.grpcPort]), describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
+      const replica = new ContainerReplica(container, this.exits(engine).exited(c.Id), Number(l[LABELS.port]), Number(l[LABELS.grpcPort]), describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
       this.track(replica);
       adopted.push({ replicaId: l[LABELS.replica], generation: Number(l[LABELS.generation]), handle: replica });
     }
@@ -400,6 +417,12 @@ export class ContainerDriver implements RuntimeDriver {
   /** Stops every container this driver runs (the agent's shutdown leaves them running instead: see outlivesAgent). */
   async stopAll(graceMs?: number): Promise<void> {
     await Promise.all([...this.running].map((r) => r.stop(graceMs)));
+  }
+
+  /** Lets go of the engine's event stream (the containers keep running: see outlivesAgent). */
+  async close(): Promise<void> {
+    this.exitWatch?.close();
+    this.exitWatch = undefined;
   }
 }
 
