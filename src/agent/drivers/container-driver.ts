@@ -24,7 +24,8 @@ import type { Logger } from 'pino';
 import type { ReplicaSpec } from '../../protocol/fleet.js';
 import { connectEngine, engineMessage, isNotFound, type Engine } from '../../containers/engine.js';
 import { containerUsage, type CpuSample, type EngineStats } from '../../containers/container-stats.js';
-import { checkPlatform, inspectImage } from '../../containers/images.js';
+import { checkPlatform, inspectImage, loadImageArchive } from '../../containers/images.js';
+import { fetchImageArchive } from '../image-fetch.js';
 import { LABELS, ownerFilter } from '../../containers/labels.js';
 import { ExitWatch } from '../../containers/exit-watch.js';
 import { lastLines } from '../../containers/logs.js';
@@ -282,22 +283,41 @@ export class ContainerDriver implements RuntimeDriver {
   /** Checks what can be checked before anything is created: the image is there and for this node, the ports are free. Returns the image's platform. */
   private async preflight(engine: Engine, image: string, port: number, grpcPort: number): Promise<string> {
     let facts = await inspectImage(engine, image);
-    if (!facts && parseImageRef(image).registry) {
-      this.log?.info({ image }, 'pulling the replica\'s image');
-      const started = Date.now();
-      await pullImage(engine, image);
+    if (!facts) {
+      await this.obtainImage(engine, image);
       facts = await inspectImage(engine, image);
-      this.log?.info({ image, ms: Date.now() - started }, 'image pulled');
     }
     if (!facts) {
       throw new Error(`image ${image} is not on this node's container engine (${engine.kind} ${engine.version} at ${engine.url}); `
-        + 'build it with `tern image build` and load it, or push it to the node with `tern images push`');
+        + 'build it with `tern image build --load`, push it to a registry the node reaches (`tern image push`), '
+        + 'or upload its archive to the control plane (`tern image upload`)');
     }
     checkPlatform(image, facts, this.platforms(engine));
     for (const p of [port, grpcPort]) {
       if (!(await portFree(p))) throw new Error(`port ${p} is already in use on this node, so the replica cannot listen on it`);
     }
     return facts.platform;
+  }
+
+  /** An image the engine lacks: pulled when its reference names a registry, else loaded from the control plane's archive when it holds one. */
+  private async obtainImage(engine: Engine, image: string): Promise<void> {
+    const started = Date.now();
+    if (parseImageRef(image).registry) {
+      this.log?.info({ image }, 'pulling the replica\'s image');
+      await pullImage(engine, image);
+      this.log?.info({ image, ms: Date.now() - started }, 'image pulled');
+      return;
+    }
+    const source = this.config.control?.();
+    if (!source) return;
+    const archive = await fetchImageArchive(source, image, path.join(this.config.dataDir, 'images'), this.log);
+    if (!archive) return;
+    try {
+      await loadImageArchive(engine, archive);
+    } finally {
+      await rm(archive, { force: true });
+    }
+    this.log?.info({ image, ms: Date.now() - started }, 'image loaded from the control plane\'s archive');
   }
 
   /** Extra binds for an image of another architecture than the machine's (run under qemu-user emulation). */
