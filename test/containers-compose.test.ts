@@ -67,7 +67,6 @@ describe.skipIf(!enabled)('app workloads: tern compose and tern run on Podman', 
   let engine: TestEngine;
   let built: BuiltImage;
   let dir: string;
-  const env = () => ({ DOCKER_HOST: engine.url });
 
   beforeAll(async () => {
     engine = await startEngine('podman', 'ternc-compose');
