@@ -6,8 +6,9 @@
  * cycle, or a port already in use, is refused with one line and leaves no
  * container behind; `tern compose down` removes a project.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuiltImage } from '../src/containers/image-build.js';
 import { composeDown, projectFilter } from '../src/containers/compose-runner.js';
 import { ensureServeImage, requireEngine, startEngine, type TestEngine } from './container-engines.js';
-import { DEMO_REPO, removeDir } from './helpers.js';
+import { DEMO_REPO, removeDir, waitFor } from './helpers.js';
 
 const CLI = path.resolve('dist/cli/main.js');
 const PORTS = { a: 25301, b: 25302, front: 25303, blocked: 25304, solo: 25305 };
@@ -77,7 +78,7 @@ describe.skipIf(!enabled)('app workloads: tern compose and tern run on Podman', 
 
   afterAll(async () => {
     if (engine) {
-      for (const p of ['ternc-app', 'ternc-bad', 'solo']) await composeDown(engine.engine, p, 1).catch(() => undefined);
+      for (const p of ['ternc-app', 'ternc-bad', 'solo', 'ticker']) await composeDown(engine.engine, p, 1).catch(() => undefined);
       await engine.stop();
     }
     delete process.env.DOCKER_HOST;
@@ -114,6 +115,55 @@ describe.skipIf(!enabled)('app workloads: tern compose and tern run on Podman', 
     const [c] = await engine.engine.docker.listContainers({ filters: projectFilter('solo') });
     expect((await engine.engine.docker.getContainer(c.Id).inspect()).HostConfig.NanoCpus).toBe(5e8);
     expect((await tern('compose', 'down', '--project', 'solo')).code).toBe(0);
+  }, 120_000);
+
+  it('operates a container from the CLI: ls, logs (tail, since, follow streamed), exec, cp in and out, stop/start/restart, rm', async () => {
+    const run = await tern('run', built.tag, '--name', 'ticker', '--entrypoint', '/usr/local/bin/node', '--', '-e', "setInterval(() => console.log('tick', Date.now()), 100)");
+    expect(run.code, run.stderr).toBe(0);
+    const name = 'ticker-ticker-1';
+    expect((await tern('containers', 'ls')).stdout).toMatch(new RegExp(`${name}\\s+\\w+\\s+\\S+\\s+running\\s+app`));
+    await new Promise((r) => setTimeout(r, 1500));
+
+    const tail = await tern('containers', 'logs', name, '--tail', '3');
+    expect(tail.stdout.trim().split('\n')).toHaveLength(3);
+    const all = (await tern('containers', 'logs', name)).stdout.trim().split('\n').length;
+    const since = (await tern('containers', 'logs', name, '--since', '1s')).stdout.trim().split('\n').length;
+    expect(since).toBeLessThan(all);
+
+    // --follow streams lines as they are written: they keep arriving while the command runs.
+    const follow = spawn(process.execPath, [CLI, 'containers', 'logs', name, '--follow', '--tail', '1']);
+    const arrivals: number[] = [];
+    follow.stdout.on('data', (d: Buffer) => {
+      for (const l of d.toString().split('\n')) if (l.startsWith('tick')) arrivals.push(Date.now());
+    });
+    await waitFor(() => arrivals.length >= 8, 15_000, 50);
+    follow.kill('SIGINT');
+    expect(arrivals.length).toBeGreaterThanOrEqual(8);
+    expect(arrivals.at(-1)! - arrivals[0]).toBeGreaterThan(400); // received over time, not in one piece at the end
+
+    const ex = await tern('containers', 'exec', name, '--', '/usr/local/bin/node', '-e', 'console.log(6 * 7); process.exit(3)');
+    expect([ex.code, ex.stdout.trim()]).toEqual([3, '42']);
+
+    const local = path.join(dir, 'payload.bin');
+    writeFileSync(local, randomBytes(300_000));
+    const cpIn = await tern('containers', 'cp', local, `${name}:/tmp/`);
+    expect(cpIn.stdout).toContain(`copied ${local} to ${name}:/tmp/`);
+    expect(cpIn.stderr).toContain('100% (300000/300000 bytes)');
+    const back = path.join(dir, 'back.bin');
+    expect((await tern('containers', 'cp', `${name}:/tmp/payload.bin`, back)).stdout).toContain('(300000 bytes)');
+    expect(readFileSync(back).equals(readFileSync(local))).toBe(true);
+
+    const state = async () => (await engine.engine.docker.getContainer(name).inspect()).State.Running;
+    expect((await tern('containers', 'stop', name, '--time', '1')).stdout).toContain(`${name}: stopped`);
+    expect(await state()).toBe(false);
+    expect((await tern('containers', 'start', name)).code).toBe(0);
+    expect(await state()).toBe(true);
+    expect((await tern('containers', 'restart', name, '--time', '1')).stdout).toContain(`${name}: restarted`);
+    expect(await state()).toBe(true);
+    expect((await tern('containers', 'rm', name)).stdout).toContain(`${name}: removed`);
+    const gone = await tern('containers', 'inspect', name);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(new RegExp(`^tern: no container '${name}' on podman`));
   }, 120_000);
 
   it('refuses an unknown key, a dependency cycle, a port in use and an unknown image with one line, leaving nothing behind', async () => {

@@ -9,6 +9,7 @@ import { DEFAULT_BODY_LIMIT } from '../serving/limits.js';
 import { parseList, parsePort, parsePositiveInt } from './options.js';
 import type { ServeFlags } from './serve-command.js';
 import { registerFleetCommands } from './fleet-commands.js';
+import { registerContainerCommands } from './container-commands.js';
 import type { ControlFlags } from './fleet-up.js';
 import type { AgentFlags } from './agent-command.js';
 import type { ImageBuildFlags } from './image-commands.js';
@@ -142,6 +143,8 @@ program.command('run <image> [command...]')
   .option('--memory <size>', 'memory limit, e.g. 512M')
   .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
   .action(async (img: string, command: string[], opts: RunFlags) => { await (await import('./compose-commands.js')).runCommand(img, command, opts).catch(fail); });
+
+registerContainerCommands(program, fail);
 
 // After `image`: the fleet commands add `image upload` and `image ls` (they talk to the control plane).
 registerFleetCommands(program, fail);
