@@ -202,6 +202,33 @@ describe.skipIf(!enabled)('container runtime in the fleet (Podman in a network n
     expect(await waitFor(async () => (await ownedContainers()).length === 1, 60_000, 200)).toBe(true);
   }, 240_000);
 
+  it('app containers on the node\'s engine appear in its heartbeats with their CPU and memory', async () => {
+    const image = (await engine.engine.docker.listImages()).flatMap((i) => i.RepoTags ?? []).find((t) => t.endsWith('tern/serve:0.1.0-amd64'))!;
+    const env = { DOCKER_HOST: engine.url };
+    const run = await tern(env, 'run', image, '--name', 'ternc-busy', '--cpus', '0.25', '--entrypoint', '/usr/local/bin/node', '--', '-e', 'for (;;) {}');
+    expect(run.code, run.stderr).toBe(0);
+    const node = cp.store.nodes.list()[0].id;
+    const samples: number[] = [];
+    let memory = 0;
+    const seen = new Set<number>();
+    expect(await waitFor(() => {
+      const hb = cp.store.nodes.get(node)?.stats;
+      const c = hb?.containers?.find((x) => x.name === 'ternc-busy-ternc-busy-1');
+      if (hb && c?.cpu_percent !== undefined && !seen.has(hb.seq)) {
+        seen.add(hb.seq);
+        samples.push(c.cpu_percent);
+        memory = c.memory_bytes ?? 0;
+      }
+      return samples.length >= 5;
+    }, 30_000, 200)).toBe(true);
+    const median = [...samples].sort((a, b) => a - b)[2];
+    console.log(`app container in heartbeats: cpu% ${samples.map((v) => v.toFixed(0)).join(' ')} (limit 25%), memory ${(memory / 1e6).toFixed(1)} MB`);
+    expect(median).toBeGreaterThan(18);
+    expect(median).toBeLessThan(30);
+    expect(memory).toBeGreaterThan(1e6);
+    expect((await tern(env, 'compose', 'down', '--project', 'ternc-busy')).code).toBe(0);
+  }, 90_000);
+
   it('an agent restarted while the control plane is away adopts its running container (same container, no duplicate) and removes a stray one', async () => {
     const replica = cp.store.replicas.listByDeployment('cnn')[0];
     const before = (await ownedContainers()).map((c) => c.Id);

@@ -160,6 +160,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     supervisor.apply(desired).catch((err: unknown) => log.error({ err, revision: desired.revision }, 'cannot apply the desired state'));
   });
 
+  // App containers on the node's engine, when the agent runs the container runtime.
+  const appContainerStats = async () => (options.containerDriver
+    ? (supervisor.driver('container') as ContainerDriver).appStats().catch((err: unknown) => {
+      log.debug({ err: (err as Error).message }, 'no app container stats');
+      return undefined;
+    })
+    : undefined);
+
   let hub: Hub | undefined;
   let heartbeatMs = options.heartbeatMs ?? 1000;
   const stats = new StatsSampler();
@@ -167,12 +175,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let heartbeatTimer: NodeJS.Timeout | undefined;
   const beat = async () => {
     if (!hub?.connected) return;
-    const [node, replicas] = await Promise.all([stats.sample(), supervisor.replicaStats()]);
+    const [node, replicas, containers] = await Promise.all([stats.sample(), supervisor.replicaStats(), appContainerStats()]);
     const heartbeat: Heartbeat = {
       seq: seq++, ts: Date.now(), ...node,
       applied_revision: Math.max(0, supervisor.appliedRevision),
       ...(gateway && gateway.version >= 0 ? { routes_version: gateway.version } : {}),
       replicas,
+      ...(containers ? { containers } : {}),
     };
     hub.publishHeartbeat(heartbeat);
   };

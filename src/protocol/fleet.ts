@@ -73,6 +73,19 @@ export const ReplicaStatsSchema = z.object({
   net_tx_bytes: z.number().nonnegative().optional(),
 });
 
+/** An app container on the node's engine (tern run, tern compose), measured like cAdvisor does. */
+export const ContainerStatsSchema = z.object({
+  name: z.string(),
+  image: z.string(),
+  state: z.string(),
+  /** Of one core. */
+  cpu_percent: z.number().nonnegative().optional(),
+  memory_bytes: z.number().nonnegative().optional(),
+  net_rx_bytes: z.number().nonnegative().optional(),
+  net_tx_bytes: z.number().nonnegative().optional(),
+});
+export type ContainerStats = z.infer<typeof ContainerStatsSchema>;
+
 export const HeartbeatSchema = z.object({
   seq: z.number().int().nonnegative(),
   ts: z.number(),
@@ -87,6 +100,8 @@ export const HeartbeatSchema = z.object({
   /** The routing-table version this node's gateway routes by (absent: the node runs no gateway). */
   routes_version: z.number().int().nonnegative().optional(),
   replicas: z.array(ReplicaStatsSchema),
+  /** App containers on the node's container engine (absent: the agent runs no container runtime). */
+  containers: z.array(ContainerStatsSchema).optional(),
 });
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;
 

@@ -21,7 +21,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
-import type { ReplicaSpec } from '../../protocol/fleet.js';
+import type { ContainerStats, ReplicaSpec } from '../../protocol/fleet.js';
 import { connectEngine, engineMessage, isNotFound, type Engine } from '../../containers/engine.js';
 import { cpuReservation } from '../../containers/limits.js';
 import { containerUsage, type CpuSample, type EngineStats } from '../../containers/container-stats.js';
@@ -209,6 +209,7 @@ export class ContainerDriver implements RuntimeDriver {
   private engineConn: Promise<Engine> | undefined;
   private readonly running = new Set<ContainerReplica>();
   private exitWatch: ExitWatch | undefined;
+  private readonly appSamples = new Map<string, CpuSample>();
   readonly owner: string;
   private readonly log: Logger | undefined;
 
@@ -419,6 +420,27 @@ export class ContainerDriver implements RuntimeDriver {
   /** Stops every container this driver runs (the agent's shutdown leaves them running instead: see outlivesAgent). */
   async stopAll(graceMs?: number): Promise<void> {
     await Promise.all([...this.running].map((r) => r.stop(graceMs)));
+  }
+
+  /**
+   * Usage of the app containers on this engine (tern run, tern compose):
+   * CPU from each one's own counter between two heartbeats.
+   */
+  async appStats(): Promise<ContainerStats[]> {
+    const engine = await this.engine();
+    const list = await engine.docker.listContainers({ all: false, filters: { label: [`${LABELS.kind}=app`] } });
+    const seen = new Set<string>();
+    const out = await Promise.all(list.map(async (c): Promise<ContainerStats> => {
+      seen.add(c.Id);
+      const base = { name: (c.Names?.[0] ?? c.Id).replace(/^\//, ''), image: c.Image, state: c.State };
+      const raw = (await engine.docker.getContainer(c.Id).stats({ stream: false, 'one-shot': true } as { stream: false }).catch(() => undefined)) as unknown as EngineStats | undefined;
+      if (!raw) return base;
+      const { usage, sample } = containerUsage(raw, this.appSamples.get(c.Id));
+      if (sample) this.appSamples.set(c.Id, sample);
+      return usage ? { ...base, cpu_percent: usage.cpu_percent, memory_bytes: usage.rss_bytes, ...(usage.net_rx_bytes !== undefined ? { net_rx_bytes: usage.net_rx_bytes, net_tx_bytes: usage.net_tx_bytes } : {}) } : base;
+    }));
+    for (const id of this.appSamples.keys()) if (!seen.has(id)) this.appSamples.delete(id);
+    return out;
   }
 
   /** Lets go of the engine's event stream (the containers keep running: see outlivesAgent). */
