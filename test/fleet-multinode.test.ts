@@ -154,7 +154,8 @@ describe.skipIf(!!unavailable)('fleet across network namespaces', () => {
       return all.length === 3 && all.every((r) => r.node !== busiest && r.state === 'ready');
     }, 40_000, 100)).toBe(true);
     const events = cp.store.events.query({ subject: 'deployment/iris', limit: 1000 });
-    expect(events.some((e) => e.kind === 'replica.stopping' && /replaced by a ready replica/.test(e.message))).toBe(true);
+    // Ready replicas drain first (gateways stop routing to them), so the reason is on the draining event.
+    expect(events.some((e) => e.kind === 'replica.draining' && /replaced by a ready replica/.test(e.message))).toBe(true);
     expect((await api('POST', `/nodes/${busiest}/uncordon`)).status).toBe(200);
   }, 60_000);
 
