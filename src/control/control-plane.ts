@@ -43,6 +43,8 @@ export interface ControlOptions {
   gateway?: { httpPort: number; grpcPort: number };
   /** The event log keeps this many newest events (default 200,000; pruned at start and hourly). */
   maxEvents?: number;
+  /** Unfinished uploads older than this are removed (default 24 h; checked at start and hourly). */
+  uploadMaxAgeMs?: number;
   /** How long a retired replica may take to leave every gateway's table before it is stopped anyway (default 5 s). */
   drainTimeoutMs?: number;
   log?: Logger;
@@ -139,12 +141,19 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
     : undefined;
   const unsubscribe = gateway ? routes.subscribe((table) => gateway.apply(table)) : undefined;
   reconciler.start();
-  const pruneEvents = () => {
+  // Housekeeping: bounded event log, and resumable uploads nobody finished within a day
+  // (a client resuming later starts over) plus staging files a crash left behind.
+  const housekeeping = async () => {
     const removed = store.events.prune(o.maxEvents ?? 200_000);
     if (removed > 0) log.info({ removed }, 'pruned the oldest events');
+    const uploads = await registry.uploads.purge(o.uploadMaxAgeMs ?? 24 * 3600_000).catch((err: Error) => {
+      log.warn({ err: err.message }, 'could not purge stale uploads');
+      return 0;
+    });
+    if (uploads > 0) log.info({ uploads }, 'removed stale unfinished uploads');
   };
-  pruneEvents();
-  const pruneTimer = setInterval(pruneEvents, 3600_000);
+  await housekeeping();
+  const pruneTimer = setInterval(() => void housekeeping(), 3600_000);
   pruneTimer.unref();
   return {
     url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, port, mqttUrl, admin, store, registry, hub, reconciler, routes, gateway, api,
