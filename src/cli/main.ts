@@ -49,6 +49,8 @@ function withControlOptions(cmd: Command, dataDir: string): Command {
     .option('--port <port>', 'REST API and dashboard port', parsePort, 7000)
     .option('--mqtt-port <port>', 'embedded MQTT broker port', parsePort, 7883)
     .option('--mqtt-url <url>', 'use an external MQTT broker (e.g. mqtt://localhost:1883) instead of the embedded one')
+    .option('--mqtt-username <user>', 'the control plane\'s user on the external broker (password from TERN_MQTT_PASSWORD)')
+    .option('--mqtt-dynsec', 'create and delete node accounts on an external Mosquitto through its dynamic-security plugin')
     .option('--advertise <host>', 'host agents use to reach this machine')
     .option('--admin-password <password>', 'password of the first admin (default: generated and printed once)');
 }

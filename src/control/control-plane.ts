@@ -19,6 +19,7 @@ import { FleetHub } from './mqtt/fleet-hub.js';
 import { Reconciler } from './reconciler/reconciler.js';
 import { RoutesPublisher } from './routing/routes-publisher.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
+import { MosquittoDynsec } from './mqtt/mosquitto-dynsec.js';
 import { ModelRegistry } from './registry/model-registry.js';
 import { Store } from './store/store.js';
 
@@ -33,6 +34,11 @@ export interface ControlOptions {
   mqttUrl?: string;
   mqttUsername?: string;
   mqttPassword?: string;
+  /**
+   * Manage node accounts on the external broker through Mosquitto's dynamic-security
+   * plugin (mqttUsername must be its admin): see mosquitto-dynsec.ts.
+   */
+  mqttDynsec?: boolean;
   /** Host agents use to reach this machine's broker (default: first non-internal IPv4, else the listen host). */
   advertiseHost?: string;
   adminUsername?: string;
@@ -105,10 +111,11 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   const broker = await startBroker(o, store, controlPassword, log);
   const host = o.host ?? '0.0.0.0';
   const mqttUrl = o.mqttUrl ?? `mqtt://${o.advertiseHost ?? defaultAdvertiseHost(host)}:${broker!.port}`;
+  const dynsec = await connectDynsec(o, log);
   const hub = await FleetHub.connect({
     url: broker ? `mqtt://127.0.0.1:${broker.port}` : o.mqttUrl!,
-    username: broker ? CONTROL_USERNAME : o.mqttUsername,
-    password: broker ? controlPassword : o.mqttPassword,
+    username: broker ? CONTROL_USERNAME : dynsec?.control.username ?? o.mqttUsername,
+    password: broker ? controlPassword : dynsec?.control.password ?? o.mqttPassword,
     // 2.5 s of silence plus one probe round keeps a hung node's detection under 3 s.
     heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 2500,
     log: log.child({ part: 'hub' }),
@@ -122,7 +129,9 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
     store, registry, log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
     hooks: {
       desiredStateChanged: (reason) => reconciler.trigger(reason),
+      nodeCredentials: dynsec ? (node, token) => dynsec.upsertNode(node, token) : undefined,
       nodeRemoved: (node) => {
+        void dynsec?.removeNode(node).catch((err: Error) => log.warn({ err: err.message, node }, 'could not delete the removed node\'s broker account'));
         hub.forgetNode(node);
         routes.forgetNode(node);
         reconciler.forgetNode(node);
@@ -164,8 +173,17 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
       await gateway?.close();
       await api.close();
       await hub.close();
+      await dynsec?.close();
       await broker?.close();
       store.close();
     },
   };
+}
+
+async function connectDynsec(o: ControlOptions, log: Logger): Promise<MosquittoDynsec | undefined> {
+  if (!o.mqttDynsec) return undefined;
+  if (!o.mqttUrl || !o.mqttUsername || !o.mqttPassword) {
+    throw new Error('--mqtt-dynsec needs --mqtt-url and the plugin admin\'s --mqtt-username and password (TERN_MQTT_PASSWORD)');
+  }
+  return MosquittoDynsec.connect({ url: o.mqttUrl, username: o.mqttUsername, password: o.mqttPassword, log: log.child({ part: 'dynsec' }) });
 }
