@@ -119,6 +119,7 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
     .option('--name <name>', 'deployment name (default: the model name)')
     .option('--replicas <n>', 'replicas', parsePositiveInt, 1)
     .option('--runtime <runtime>', 'process | container | microvm', 'process')
+    .option('--image <ref>', 'container runtime: the model-server image (default: tern/serve:<version>-<node arch>)')
     .option('--cpu <cores>', 'cpu request per replica', Number, 0.5)
     .option('--memory <mb>', 'memory request per replica (MB)', parsePositiveInt, 256)
     .option('--selector <k=v...>', 'node labels to match')
@@ -131,7 +132,7 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
       const { model, version } = parseModelRef(ref);
       const selector = Object.fromEntries(Object.entries(parseLabels(o.selector ?? [])).filter(([, v]) => v !== null));
       const d = await (await client()).post<any>('/deployments', {
-        name: o.name ?? model, model, ...(version ? { version } : {}), replicas: o.replicas, runtime: o.runtime,
+        name: o.name ?? model, model, ...(version ? { version } : {}), replicas: o.replicas, runtime: o.runtime, ...(o.image ? { image: o.image } : {}),
         resources: { cpu: o.cpu, memory_mb: o.memory }, selector, spread: o.spread, ...(o.preferSite ? { prefer_site: o.preferSite } : {}),
         routing: { locality: o.locality, hedge: o.hedge === true }, ...(o.appSlo ? { app: { slo_ms: o.appSlo } } : {}),
       });

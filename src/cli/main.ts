@@ -11,6 +11,7 @@ import type { ServeFlags } from './serve-command.js';
 import { registerFleetCommands } from './fleet-commands.js';
 import type { ControlFlags } from './fleet-up.js';
 import type { AgentFlags } from './agent-command.js';
+import type { ImageBuildFlags } from './image-commands.js';
 
 // Commands load their modules when run: the agent must not carry the model
 // server, control plane and ONNX Runtime in its memory, and short commands start faster.
@@ -81,6 +82,9 @@ program.command('agent').description('run a node agent that joins a control plan
   .option('--gateway-port <port>', 'gateway HTTP port (OIP v2 REST, TF Serving REST, apps, /metrics)', parsePort, 8000)
   .option('--gateway-grpc-port <port>', 'gateway gRPC port (OIP v2 GRPCInferenceService)', parsePort, 8001)
   .option('--no-gateway', 'do not run a gateway on this node')
+  .option('--container-engine <url>', 'container engine for the container runtime (unix:///run/podman/podman.sock, tcp://host:2375; default: DOCKER_HOST or a default socket)')
+  .option('--container-image <ref>', 'model-server image for container replicas (default: tern/serve:<version>-<arch>)')
+  .option('--container-platforms <list>', 'platforms this node runs images of, its own first (e.g. linux/amd64,linux/arm64 with qemu-user)', parseList)
   .action(async (flags: AgentFlags) => { await (await import('./agent-command.js')).runAgent(flags).catch(fail); });
 
 const models = program.command('models').description('model repositories and the registry');
@@ -98,5 +102,20 @@ models.command('demo <dir>')
   });
 
 registerFleetCommands(program, fail);
+
+const image = program.command('image').description('container images of the model server');
+image.command('build')
+  .description('build the model-server image from local files (no base image): node, tern serve and its native modules for the platform')
+  .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: this machine\'s)')
+  .option('--models <dir>', 'bake this model repository in at /models')
+  .option('--tag <tag>', 'image tag (default: tern/serve:<version>-<arch>)')
+  .option('--output <file>', 'also copy the image archive (docker save format) here')
+  .option('--load', 'load it into the container engine')
+  .option('--engine <url>', 'container engine to load into (default: DOCKER_HOST or a default socket)')
+  .action(async (opts: ImageBuildFlags) => { await (await import('./image-commands.js')).imageBuild(opts).catch(fail); });
+image.command('load <archive>')
+  .description('load an image archive into the container engine')
+  .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
+  .action(async (archive: string, opts: { engine?: string }) => { await (await import('./image-commands.js')).imageLoad(archive, opts).catch(fail); });
 
 program.parseAsync().catch(fail);

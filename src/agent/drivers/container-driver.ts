@@ -1,0 +1,353 @@
+/**
+ * The `container` runtime: each replica is a container of the model-server
+ * image (`tern image build`), run through the Docker Engine API (Docker or
+ * Podman's compatible service) with:
+ *
+ * - the replica's model repository (replica-repository.ts) mounted read-only at /models;
+ * - host networking (the engine runs in the node's network namespace, so the
+ *   replica listens on the node's port like a process replica would);
+ * - CPU (NanoCpus) and memory limits from the spec's resources;
+ * - restart policy `no`: the supervisor restarts, with its backoff, as for processes;
+ * - labels (../../containers/labels.ts) by which a restarted agent adopts its
+ *   running containers instead of starting duplicates, and removes orphans.
+ *
+ * dockerode is loaded on first use (../../containers/engine.ts).
+ */
+import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import type Docker from 'dockerode';
+import type { Logger } from 'pino';
+import type { ReplicaSpec } from '../../protocol/fleet.js';
+import { connectEngine, engineMessage, isNotFound, type Engine } from '../../containers/engine.js';
+import { containerUsage, type CpuSample, type EngineStats } from '../../containers/container-stats.js';
+import { checkPlatform, inspectImage } from '../../containers/images.js';
+import { LABELS, ownerFilter } from '../../containers/labels.js';
+import { lastLines } from '../../containers/logs.js';
+import { defaultImageTag, hostPlatform } from '../../containers/platform.js';
+import { SERVER_VERSION } from '../../protocol/oip.js';
+import { STATE_FILES } from '../state-files.js';
+import {
+  registerDriver, replicaDirName,
+  type AdoptedReplica, type DriverContext, type ReplicaExit, type ReplicaHandle, type ReplicaUsage, type RuntimeDriver, type StartOptions,
+} from './driver.js';
+import { buildRepository } from './replica-repository.js';
+
+export interface ContainerDriverConfig extends DriverContext {
+  /** Engine URL (unix:///run/podman/podman.sock, tcp://host:2375); default: DOCKER_HOST or a default socket. */
+  engine?: string;
+  /** Model-server image; default tern/serve:<version>-<node arch>. */
+  image?: string;
+  /** Platforms this node runs (the first is its own); more when emulation (qemu-user) is set up. */
+  platforms?: string[];
+  readyTimeoutMs?: number;
+  stopGraceMs?: number;
+}
+
+const LOG_LINES = 12;
+const MODELS_MOUNT = '/models';
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ port, host: '0.0.0.0', exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+function probeReady(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get(url, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.setTimeout(2000, () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
+}
+
+/** A hash of the agent's data directory: tells this agent's containers from other agents' on a shared engine. */
+export function ownerOf(dataDir: string): string {
+  let dir = path.resolve(dataDir);
+  try {
+    dir = realpathSync(dir);
+  } catch { /* not created yet */ }
+  return createHash('sha256').update(dir).digest('hex').slice(0, 16);
+}
+
+export function describeLimits(engine: Engine, info: Docker.ContainerInspectInfo): string {
+  const cpu = (info.HostConfig.NanoCpus ?? 0) / 1e9;
+  const mem = (info.HostConfig.Memory ?? 0) / 1024 / 1024;
+  const parts = [cpu > 0 ? `cpu ${cpu} cores` : 'cpu unlimited', mem > 0 ? `memory ${Math.round(mem)} MB` : 'memory unlimited'];
+  return `limits enforced: ${engine.kind} ${engine.version} container: ${parts.join(', ')}`;
+}
+
+class ContainerReplica implements ReplicaHandle {
+  private exited: ReplicaExit | undefined;
+  private readonly exitCallbacks: ((exit: ReplicaExit) => void)[] = [];
+  readonly exitPromise: Promise<ReplicaExit>;
+  private stopRequested = false;
+  private stopping: Promise<void> | undefined;
+  private lastSample: CpuSample | undefined;
+
+  constructor(
+    private readonly container: Docker.Container,
+    readonly port: number,
+    readonly grpcPort: number,
+    readonly limits: string,
+    readonly pid: number | undefined,
+    private readonly defaultGraceMs: number,
+    private readonly log: Logger | undefined,
+  ) {
+    this.exitPromise = this.watch();
+  }
+
+  get id(): string {
+    return this.container.id;
+  }
+
+  get hasExited(): boolean {
+    return this.exited !== undefined;
+  }
+
+  /** Waits for the container to stop (a long poll on the engine), keeps its last lines, removes it. */
+  private async watch(): Promise<ReplicaExit> {
+    let code: number | null = null;
+    let lost: string | undefined;
+    try {
+      code = ((await this.container.wait({ condition: 'not-running' })) as { StatusCode: number }).StatusCode;
+    } catch (err) {
+      lost = `lost the container's wait call: ${engineMessage(err)}`;
+    }
+    const lines = await this.lastLines();
+    if (lost) lines.push(lost);
+    await this.container.remove({ force: true }).catch(() => undefined);
+    this.exited = { code, signal: code === 137 ? 'SIGKILL' : null, requested: this.stopRequested, lastLines: lines };
+    for (const cb of this.exitCallbacks.splice(0)) cb(this.exited);
+    return this.exited;
+  }
+
+  async lastLines(): Promise<string[]> {
+    try {
+      const buf = (await this.container.logs({ stdout: true, stderr: true, tail: LOG_LINES, follow: false })) as unknown as Buffer;
+      return lastLines(Buffer.isBuffer(buf) ? buf : Buffer.from(String(buf)), LOG_LINES);
+    } catch {
+      return [];
+    }
+  }
+
+  onExit(cb: (exit: ReplicaExit) => void): void {
+    if (this.exited) cb(this.exited);
+    else this.exitCallbacks.push(cb);
+  }
+
+  stop(graceMs = this.defaultGraceMs): Promise<void> {
+    this.stopRequested = true;
+    this.stopping ??= (async () => {
+      if (!this.exited) {
+        await this.container.stop({ t: Math.max(1, Math.ceil(graceMs / 1000)) }).catch((err: unknown) => {
+          // 304: already stopped; 404: already gone. Anything else: make sure it goes.
+          const status = (err as { statusCode?: number }).statusCode;
+          if (status !== 304 && status !== 404) {
+            this.log?.warn({ container: this.id, err: engineMessage(err) }, 'container stop failed; killing it');
+            return this.container.kill().catch(() => undefined);
+          }
+          return undefined;
+        });
+      }
+      await this.exitPromise;
+    })();
+    return this.stopping;
+  }
+
+  async stats(): Promise<ReplicaUsage | undefined> {
+    if (this.exited) return undefined;
+    // one-shot: the engine answers from one sample instead of waiting a second for two; CPU% comes from our own deltas.
+    const raw = (await this.container.stats({ stream: false, 'one-shot': true } as { stream: false })) as unknown as EngineStats;
+    const { usage, sample } = containerUsage(raw, this.lastSample);
+    if (sample) this.lastSample = sample;
+    return usage;
+  }
+}
+
+export class ContainerDriver implements RuntimeDriver {
+  readonly name = 'container' as const;
+  readonly outlivesAgent = true;
+  private engineConn: Promise<Engine> | undefined;
+  private readonly running = new Set<ContainerReplica>();
+  readonly owner: string;
+  private readonly log: Logger | undefined;
+
+  constructor(private readonly config: ContainerDriverConfig) {
+    this.owner = ownerOf(config.dataDir);
+    this.log = config.log;
+  }
+
+  /** The engine connection, made on first use; a failed attempt is retried on the next call. */
+  engine(): Promise<Engine> {
+    this.engineConn ??= connectEngine(this.config.engine).catch((err: unknown) => {
+      this.engineConn = undefined;
+      throw err;
+    });
+    return this.engineConn;
+  }
+
+  /** Platforms this node runs images of. */
+  platforms(engine: Engine): string[] {
+    return this.config.platforms ?? [hostPlatform() ?? `${engine.os}/${engine.arch}`];
+  }
+
+  imageFor(spec: ReplicaSpec, engine: Engine): string {
+    const own = this.platforms(engine)[0] as Parameters<typeof defaultImageTag>[1];
+    return spec.image ?? this.config.image ?? defaultImageTag(SERVER_VERSION, own);
+  }
+
+  containerName(replicaId: string): string {
+    return `tern-${this.owner.slice(0, 8)}-${replicaDirName(replicaId)}`;
+  }
+
+  private replicaDir(replicaId: string): string {
+    return path.join(this.config.dataDir, STATE_FILES.replicas, replicaDirName(replicaId));
+  }
+
+  private labels(spec: ReplicaSpec, port: number, grpcPort: number): Record<string, string> {
+    return {
+      [LABELS.owner]: this.owner,
+      ...(this.config.nodeId?.() ? { [LABELS.node]: this.config.nodeId() as string } : {}),
+      [LABELS.replica]: spec.id,
+      [LABELS.deployment]: spec.deployment,
+      [LABELS.generation]: String(spec.generation),
+      [LABELS.kind]: 'model',
+      [LABELS.port]: String(port),
+      [LABELS.grpcPort]: String(grpcPort),
+    };
+  }
+
+  /** Checks what can be checked before anything is created: the image is there and for this node, the ports are free. */
+  private async preflight(engine: Engine, image: string, port: number, grpcPort: number): Promise<void> {
+    const facts = await inspectImage(engine, image);
+    if (!facts) {
+      throw new Error(`image ${image} is not on this node's container engine (${engine.kind} ${engine.version} at ${engine.url}); `
+        + 'build it with `tern image build` and load it, or push it to the node with `tern images push`');
+    }
+    checkPlatform(image, facts, this.platforms(engine));
+    for (const p of [port, grpcPort]) {
+      if (!(await portFree(p))) throw new Error(`port ${p} is already in use on this node, so the replica cannot listen on it`);
+    }
+  }
+
+  async start(spec: ReplicaSpec, modelDir: string, port: number, options: StartOptions = {}): Promise<ReplicaHandle> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const engine = await this.engine();
+    const image = this.imageFor(spec, engine);
+    const grpcPort = port + 1;
+    await this.preflight(engine, image, port, grpcPort);
+    const dir = this.replicaDir(spec.id);
+    await mkdir(dir, { recursive: true });
+    const repo = await buildRepository(spec, modelDir, dir);
+    const name = this.containerName(spec.id);
+    await engine.docker.getContainer(name).remove({ force: true }).catch(() => undefined); // a leftover of a crash
+
+    let container: Docker.Container;
+    try {
+      container = await engine.docker.createContainer({
+        name, Image: image,
+        Cmd: ['serve', '--model-repository', MODELS_MOUNT, '--host', '0.0.0.0', '--http-port', String(port), '--grpc-port', String(grpcPort), '--no-watch'],
+        Env: [`TERN_REPLICA_ID=${spec.id}`],
+        Labels: this.labels(spec, port, grpcPort),
+        StopSignal: 'SIGTERM',
+        HostConfig: {
+          NetworkMode: 'host',
+          Binds: [`${repo}:${MODELS_MOUNT}:ro`],
+          NanoCpus: Math.round(spec.resources.cpu * 1e9),
+          Memory: spec.resources.memory_mb * 1024 * 1024,
+          RestartPolicy: { Name: 'no' },
+        },
+      });
+      await container.start();
+    } catch (err) {
+      await engine.docker.getContainer(name).remove({ force: true }).catch(() => undefined);
+      throw new Error(`cannot start the container for ${spec.deployment}: ${engineMessage(err)}`);
+    }
+    const info = await container.inspect();
+    const replica = new ContainerReplica(container, port, grpcPort, describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
+    this.track(replica);
+    this.log?.info({ replica: spec.id, container: container.id.slice(0, 12), image, port, limits: replica.limits }, 'replica container started');
+    await this.waitReady(replica, spec, port, signal);
+    return replica;
+  }
+
+  private track(replica: ContainerReplica): void {
+    this.running.add(replica);
+    replica.onExit(() => this.running.delete(replica));
+  }
+
+  private async waitReady(replica: ContainerReplica, spec: ReplicaSpec, port: number, signal?: AbortSignal): Promise<void> {
+    const url = `http://127.0.0.1:${port}/v2/models/${encodeURIComponent(spec.deployment)}/ready`;
+    const timeoutMs = this.config.readyTimeoutMs ?? 60_000;
+    const started = Date.now();
+    try {
+      for (;;) {
+        if (signal?.aborted) throw new Error('start cancelled');
+        if (replica.hasExited) {
+          const exit = await replica.exitPromise;
+          throw new Error(`the container exited (code ${exit.code}) before it was ready: ${exit.lastLines.join(' | ') || 'no output'}`);
+        }
+        if (await probeReady(url)) break;
+        if (Date.now() - started > timeoutMs) {
+          throw new Error(`not ready after ${Math.round(timeoutMs / 1000)} s (GET ${url}): ${(await replica.lastLines()).join(' | ') || 'no output'}`);
+        }
+        await new Promise((r) => setTimeout(r, Date.now() - started < 5000 ? 50 : 250));
+      }
+    } catch (err) {
+      await replica.stop(1000);
+      throw err;
+    }
+    this.log?.info({ replica: spec.id, port, ms: Date.now() - started }, 'replica container ready');
+  }
+
+  /**
+   * Containers of a previous run of this agent (by the owner label): running
+   * model replicas are handed back to be supervised again; stopped ones are removed.
+   */
+  async adopt(): Promise<AdoptedReplica[]> {
+    const engine = await this.engine();
+    const found = await engine.docker.listContainers({ all: true, filters: ownerFilter(this.owner) });
+    const adopted: AdoptedReplica[] = [];
+    for (const c of found) {
+      const l = c.Labels ?? {};
+      const container = engine.docker.getContainer(c.Id);
+      if (c.State !== 'running' || l[LABELS.kind] !== 'model' || !l[LABELS.replica]) {
+        await container.remove({ force: true }).catch(() => undefined);
+        continue;
+      }
+      const info = await container.inspect();
+      const replica = new ContainerReplica(container, Number(l[LABELS.port]), Number(l[LABELS.grpcPort]), describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
+      this.track(replica);
+      adopted.push({ replicaId: l[LABELS.replica], generation: Number(l[LABELS.generation]), handle: replica });
+    }
+    if (adopted.length) this.log?.info({ containers: adopted.map((a) => a.replicaId) }, 'adopted running replica containers');
+    return adopted;
+  }
+
+  async remove(replicaId: string): Promise<void> {
+    if (this.engineConn) {
+      const engine = await this.engine();
+      await engine.docker.getContainer(this.containerName(replicaId)).remove({ force: true }).catch((err: unknown) => {
+        if (!isNotFound(err)) this.log?.warn({ replica: replicaId, err: engineMessage(err) }, 'cannot remove the container');
+      });
+    }
+    await rm(this.replicaDir(replicaId), { recursive: true, force: true });
+  }
+
+  /** Stops every container this driver runs (the agent's shutdown leaves them running instead: see outlivesAgent). */
+  async stopAll(graceMs?: number): Promise<void> {
+    await Promise.all([...this.running].map((r) => r.stop(graceMs)));
+  }
+}
+
+registerDriver('container', (context) => new ContainerDriver(context));
