@@ -9,6 +9,7 @@ import { DEFAULT_BODY_LIMIT } from '../serving/limits.js';
 import { parseList, parsePort, parsePositiveInt } from './options.js';
 import type { ServeFlags } from './serve-command.js';
 import { registerFleetCommands } from './fleet-commands.js';
+import { registerLabCommands } from './lab-commands.js';
 import type { ControlFlags } from './fleet-up.js';
 import type { AgentFlags } from './agent-command.js';
 
@@ -96,5 +97,6 @@ models.command('demo <dir>')
   });
 
 registerFleetCommands(program, fail);
+registerLabCommands(program, fail);
 
 program.parseAsync().catch(fail);
