@@ -50,6 +50,23 @@ export function registerLabCommands(program: Command, fail: (e: unknown) => neve
       }
     });
 
+  stateOption(lab.command('check').description('measure every link of a lab (RTT and bandwidth, against its spec)'))
+    .option('--lab <prefix>', 'the lab to measure (default: the only one up)')
+    .action(async (o: StateFlags) => {
+      try {
+        const { findLab, stateRoot } = await import('../lab/state.js');
+        const { measureLink } = await import('../lab/link-check.js');
+        const state = findLab(stateRoot(o.stateDir), o.lab);
+        for (const link of state.links) {
+          const m = await measureLink(state, link.between[0], link.between[1], state.replica_ports[1]);
+          const bw = m.spec.mbit ? `${m.mbit.toFixed(1)} Mbit/s (spec ${m.spec.mbit})` : `${m.mbit.toFixed(0)} Mbit/s (unlimited)`;
+          process.stdout.write(`${m.from} -> ${m.to}: RTT ${m.rttMs.toFixed(2)} ms (spec ${m.spec.rttMs}), ${bw}\n`);
+        }
+      } catch (err) {
+        fail(err);
+      }
+    });
+
   stateOption(lab.command('status').description('the labs that are up, as JSON'))
     .action(async (o: StateFlags) => {
       try {

@@ -21,8 +21,9 @@ import { planLab, type LabPlan } from './spec.js';
 import { installShaping, probeShaping } from './traffic-control.js';
 import type { LabSpec } from '../protocol/lab.js';
 
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
-const LINKS_CHILD = fileURLToPath(new URL('./links-child.js', import.meta.url));
+// Compiled entry points, found from src/lab/ (tests) and dist/lab/ alike: both sit two levels below the package root.
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const LINKS_CHILD = fileURLToPath(new URL('../../dist/lab/links-child.js', import.meta.url));
 
 export interface LabUpOptions {
   root: string;
@@ -213,7 +214,7 @@ export async function labUp(spec: LabSpec, opts: LabUpOptions): Promise<LabState
     prefix: spec.prefix, spec_file: opts.specFile, created_at: new Date().toISOString(), bridge_address: plan.bridgeAddress,
     namespaces: [], cgroups: [], cgroup_parents: [], processes: [], links: spec.links,
     hosts: plan.hosts.map((h) => ({ name: h.name, address: h.address, netns: h.netns, site: h.site, agent: h.agent })),
-    gateway_port: spec.ports.gateway, gateway_grpc_port: spec.ports.gateway_grpc,
+    gateway_port: spec.ports.gateway, gateway_grpc_port: spec.ports.gateway_grpc, replica_ports: spec.ports.replicas,
   };
   writeState(opts.root, state);
   try {

@@ -8,7 +8,7 @@
  * (bandwidth, if the proxy enforces it) lets it leave, plus the one-way delay
  * +- jitter, never before the previous chunk (TCP keeps order). One timer per
  * direction delivers the queue. Reading pauses while more than two
- * bandwidth-delay products wait in the queue, so a fast sender feels the link
+ * bandwidth-delay products (at least 256 KiB) wait in the queue, so a fast sender feels the link
  * as it would a real one. Loss resets the connection: TCP hides a lost packet
  * as a retransmission, which a proxy between two healthy kernels cannot show.
  */
@@ -37,7 +37,9 @@ class DelayLine {
 
   constructor(private readonly from: net.Socket, private readonly to: net.Socket, private readonly shape: LinkShape, private readonly onLoss: () => void) {
     const bdp = shape.bandwidthMbit ? (shape.bandwidthMbit * 1e6 / 8) * ((shape.delayMs + shape.jitterMs) / 1000) : 4 * 2 ** 20;
-    this.highWater = Math.max(64 * 1024, 2 * bdp);
+    // Room for the bytes in flight (one bandwidth-delay product) and a backlog that keeps the bucket busy
+    // while reading resumes: below that, the link idles and measures slower than its rate.
+    this.highWater = Math.max(256 * 1024, 4 * bdp);
     from.on('data', (chunk: Buffer) => this.push(chunk));
     from.on('end', () => this.enqueue({ at: this.deliveryTime(0), end: true }));
     to.on('drain', () => this.maybeResume());
@@ -75,9 +77,10 @@ class DelayLine {
     if (this.armed || this.queue.length === 0) return;
     this.armed = true;
     const wait = this.queue[0].at - performance.now();
-    // Node timers cannot wait less than a millisecond: shorter waits are served on the next turn.
-    if (wait < 0.5) setImmediate(() => this.deliver());
-    else this.timer = setTimeout(() => this.deliver(), wait);
+    // Node timers count whole milliseconds and fire up to one late: wake a millisecond early and
+    // finish the wait on the next turns of the loop (at most a millisecond of polling per delivery).
+    if (wait < 1.5) setImmediate(() => this.deliver());
+    else this.timer = setTimeout(() => this.deliver(), wait - 1);
   }
 
   private deliver(): void {
@@ -85,7 +88,7 @@ class DelayLine {
     this.timer = undefined;
     this.armed = false;
     const now = performance.now();
-    while (this.queue.length > 0 && this.queue[0].at <= now + 0.25) {
+    while (this.queue.length > 0 && this.queue[0].at <= now + 0.05) {
       const item = this.queue.shift()!;
       if ('end' in item) {
         this.to.end();

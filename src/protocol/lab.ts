@@ -86,5 +86,7 @@ export const LabStateSchema = z.object({
   links: z.array(LabLinkSchema).default([]),
   gateway_port: z.number().int().default(8000),
   gateway_grpc_port: z.number().int().default(8001),
+  /** Replica ports of every host; the link proxies carry them. */
+  replica_ports: z.tuple([z.number().int(), z.number().int()]).default([20000, 20039]),
 });
 export type LabState = z.infer<typeof LabStateSchema>;
