@@ -9,6 +9,7 @@ import { DEFAULT_BODY_LIMIT } from '../serving/limits.js';
 import { parseList, parsePort, parsePositiveInt } from './options.js';
 import type { ServeFlags } from './serve-command.js';
 import { registerFleetCommands } from './fleet-commands.js';
+import { registerLabCommands } from './lab-commands.js';
 import type { ControlFlags } from './fleet-up.js';
 import type { AgentFlags } from './agent-command.js';
 import type { ImageBuildFlags } from './image-commands.js';
@@ -102,6 +103,7 @@ models.command('demo <dir>')
   });
 
 registerFleetCommands(program, fail);
+registerLabCommands(program, fail);
 
 const image = program.command('image').description('container images of the model server');
 image.command('build')

@@ -113,7 +113,8 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   const mqttUrl = o.mqttUrl ?? `mqtt://${o.advertiseHost ?? defaultAdvertiseHost(host)}:${broker!.port}`;
   const dynsec = await connectDynsec(o, log);
   const hub = await FleetHub.connect({
-    url: broker ? `mqtt://127.0.0.1:${broker.port}` : o.mqttUrl!,
+    // The broker listens where the API does: loopback only when that is every interface.
+    url: broker ? `mqtt://${host === '0.0.0.0' ? '127.0.0.1' : host}:${broker.port}` : o.mqttUrl!,
     username: broker ? CONTROL_USERNAME : dynsec?.control.username ?? o.mqttUsername,
     password: broker ? controlPassword : dynsec?.control.password ?? o.mqttPassword,
     // 2.5 s of silence plus one probe round keeps a hung node's detection under 3 s.
