@@ -71,7 +71,7 @@ withGatewayOptions(withControlOptions(program.command('up').description('run ter
 withGatewayOptions(withControlOptions(program.command('control').description('run the control plane (API, MQTT broker, scheduler, registry, gateway)'), '.tern/control'))
   .action(async (flags: ControlFlags) => { await (await fleet()).runControl(flags).catch(fail); });
 
-program.command('agent').description('run a node agent that joins a control plane')
+withGatewayOptions(program.command('agent').description('run a node agent that joins a control plane'))
   .requiredOption('--control <url>', 'control plane URL, e.g. http://10.0.0.1:7000')
   .option('--token <token>', 'join token (not needed once joined: the identity is kept in the data dir)')
   .option('--data-dir <dir>', 'agent state: identity, model cache, replicas', '.tern/agent')
@@ -80,9 +80,6 @@ program.command('agent').description('run a node agent that joins a control plan
   .option('--zone <zone>', 'zone')
   .option('--address <addr>', 'address other nodes use to reach this node')
   .option('--replica-ports <from-to>', 'port range for replicas (each takes a pair: HTTP, gRPC)', '20000-20999')
-  .option('--gateway-port <port>', 'gateway HTTP port (OIP v2 REST, TF Serving REST, apps, /metrics)', parsePort, 8000)
-  .option('--gateway-grpc-port <port>', 'gateway gRPC port (OIP v2 GRPCInferenceService)', parsePort, 8001)
-  .option('--no-gateway', 'do not run a gateway on this node')
   .option('--container-engine <url>', 'container engine for the container runtime (unix:///run/podman/podman.sock, tcp://host:2375; default: DOCKER_HOST or a default socket)')
   .option('--container-image <ref>', 'model-server image for container replicas (default: tern/serve:<version>-<arch>)')
   .option('--container-platforms <list>', 'platforms this node runs images of, its own first (e.g. linux/amd64,linux/arm64 with qemu-user)', parseList)
