@@ -19,6 +19,8 @@ export interface Engine {
   /** The engine's own platform, e.g. linux/amd64. */
   os: string;
   arch: string;
+  /** How the engine manages cgroups: `cgroupfs` (paths) or `systemd` (slices). */
+  cgroupDriver: string;
 }
 
 /** Sockets tried when no engine is named (Podman's rootful service first, then Docker's). */
@@ -76,7 +78,8 @@ export async function connectEngine(url = defaultEngineUrl()): Promise<Engine> {
     throw new Error(`container engine at ${url} is not reachable: ${(err as Error).message}`);
   }
   const kind: EngineKind = (info.Components ?? []).some((c) => /podman/i.test(c.Name)) ? 'podman' : 'docker';
-  return { docker, url, kind, version: info.Version, os: info.Os, arch: info.Arch };
+  const system = (await docker.info().catch(() => ({}))) as { CgroupDriver?: string };
+  return { docker, url, kind, version: info.Version, os: info.Os, arch: info.Arch, cgroupDriver: system.CgroupDriver ?? 'unknown' };
 }
 
 /** Error text of a dockerode failure: the engine's own message when it sent one. */

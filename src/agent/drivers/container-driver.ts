@@ -48,6 +48,8 @@ export interface ContainerDriverConfig extends DriverContext {
 }
 
 const LOG_LINES = 12;
+/** CPU weight per reserved core, against 1024 for each busy process of the host (see cpuReservation). */
+const SHARES_PER_CORE = 8192;
 const MODELS_MOUNT = '/models';
 
 function portFree(port: number): Promise<boolean> {
@@ -83,6 +85,23 @@ export function describeLimits(engine: Engine, info: Docker.ContainerInspectInfo
   const mem = (info.HostConfig.Memory ?? 0) / 1024 / 1024;
   const parts = [cpu > 0 ? `cpu ${cpu} cores` : 'cpu unlimited', mem > 0 ? `memory ${Math.round(mem)} MB` : 'memory unlimited'];
   return `limits enforced: ${engine.kind} ${engine.version} container: ${parts.join(', ')}`;
+}
+
+/**
+ * A replica's cores are a reservation as well as a cap, as for a Kubernetes
+ * pod with equal request and limit: NanoCpus caps it, and a CPU weight keeps
+ * it from getting less when the host is busy. The weight only counts against
+ * the host's other work when the container's group sits beside it, so with
+ * the cgroupfs manager the container's cgroup goes at the root (the engines'
+ * default parents, libpod_parent and docker, weigh as one ordinary process
+ * each); with systemd-managed cgroups the engine's slice is kept.
+ */
+export function cpuReservation(engine: Engine, cores: number): Pick<Docker.HostConfig, 'NanoCpus' | 'CpuShares' | 'CgroupParent'> {
+  return {
+    NanoCpus: Math.round(cores * 1e9),
+    CpuShares: Math.max(2, Math.min(262_144, Math.round(cores * SHARES_PER_CORE))),
+    ...(engine.cgroupDriver === 'cgroupfs' ? { CgroupParent: '/' } : {}),
+  };
 }
 
 class ContainerReplica implements ReplicaHandle {
@@ -263,7 +282,7 @@ export class ContainerDriver implements RuntimeDriver {
         HostConfig: {
           NetworkMode: 'host',
           Binds: [`${repo}:${MODELS_MOUNT}:ro`],
-          NanoCpus: Math.round(spec.resources.cpu * 1e9),
+          ...cpuReservation(engine, spec.resources.cpu),
           Memory: spec.resources.memory_mb * 1024 * 1024,
           RestartPolicy: { Name: 'no' },
         },
