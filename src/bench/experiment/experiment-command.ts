@@ -1,0 +1,1 @@
+export async function experimentCommand(_f: unknown): Promise<number> { return 1; }
