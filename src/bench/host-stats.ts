@@ -50,7 +50,7 @@ export function labHostSource(state: LabState, hosts: string[]): HostStatsSource
   };
 }
 
-interface NodeView { id: string; labels: Record<string, string>; stats: { replicas: { cpu_percent?: number; rss_bytes?: number }[] } | null }
+interface NodeView { id: string; labels: Record<string, string>; facts: { site?: string }; stats: { replicas: { cpu_percent?: number; rss_bytes?: number }[] } | null }
 
 /** Fleet nodes by the control plane's API; `match` picks the serving nodes and names them. */
 export function controlPlaneSource(url: string, token: string, match: (n: NodeView) => string | undefined): HostStatsSource {
