@@ -10,6 +10,7 @@ import { parseList, parsePort, parsePositiveInt } from './options.js';
 import type { ServeFlags } from './serve-command.js';
 import { registerFleetCommands } from './fleet-commands.js';
 import { registerLabCommands } from './lab-commands.js';
+import { registerBenchCommands } from './bench-commands.js';
 import type { ControlFlags } from './fleet-up.js';
 import type { AgentFlags } from './agent-command.js';
 import type { ImageBuildFlags } from './image-commands.js';
@@ -101,6 +102,7 @@ models.command('demo <dir>')
 
 registerFleetCommands(program, fail);
 registerLabCommands(program, fail);
+registerBenchCommands(program, fail);
 
 const image = program.command('image').description('container images of the model server');
 image.command('build')

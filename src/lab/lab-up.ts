@@ -213,7 +213,7 @@ export async function labUp(spec: LabSpec, opts: LabUpOptions): Promise<LabState
   const state: LabState = {
     prefix: spec.prefix, spec_file: opts.specFile, created_at: new Date().toISOString(), bridge_address: plan.bridgeAddress,
     namespaces: [], cgroups: [], cgroup_parents: [], processes: [], links: spec.links,
-    hosts: plan.hosts.map((h) => ({ name: h.name, address: h.address, netns: h.netns, site: h.site, agent: h.agent })),
+    hosts: plan.hosts.map((h) => ({ name: h.name, address: h.address, netns: h.netns, site: h.site, agent: h.agent, cpu: h.cpu, memory_mb: h.memory_mb })),
     gateway_port: spec.ports.gateway, gateway_grpc_port: spec.ports.gateway_grpc, replica_ports: spec.ports.replicas,
   };
   writeState(opts.root, state);

@@ -80,7 +80,10 @@ export const LabStateSchema = z.object({
   cgroup_parents: z.array(z.string()).default([]),
   /** Detached processes (their own process groups): control plane, link proxies, agents. */
   processes: z.array(z.object({ role: z.string(), pid: z.number().int(), host: z.string().optional() })).default([]),
-  hosts: z.array(z.object({ name: z.string(), address: z.string(), netns: z.string(), site: z.string().optional(), agent: z.boolean() })).default([]),
+  hosts: z.array(z.object({
+    name: z.string(), address: z.string(), netns: z.string(), site: z.string().optional(), agent: z.boolean(),
+    cpu: z.number().optional(), memory_mb: z.number().optional(),
+  })).default([]),
   control: z.object({ url: z.string(), token: z.string(), admin_password: z.string() }).optional(),
   shaping: z.object({ delay: z.string(), bandwidth: z.string(), notes: z.array(z.string()) }).optional(),
   links: z.array(LabLinkSchema).default([]),
