@@ -118,7 +118,8 @@ describe.skipIf(!!unavailable)('fleet across network namespaces', () => {
       const reported = cp.store.nodes.get(victim.node)?.stats?.replicas ?? [];
       return reported.filter((r) => r.state !== 'stopped').length === 0;
     }, 20_000, 100)).toBe(true);
-    const running = cp.store.nodes.list().flatMap((n) => n.stats?.replicas ?? []).filter((r) => r.state === 'ready');
+    // Live nodes only: the node SIGKILLed by the previous test stays down with its last (stale) stats.
+    const running = cp.store.nodes.list().filter((n) => n.state !== 'down').flatMap((n) => n.stats?.replicas ?? []).filter((r) => r.state === 'ready');
     expect(running).toHaveLength(3);
     const events = cp.store.events.query({ limit: 1000 }).filter((e) => e.ts >= frozenAt);
     expect(events.some((e) => e.kind === 'node.down' && /heartbeat-timeout/.test(e.message))).toBe(true);
