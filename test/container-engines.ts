@@ -1,27 +1,25 @@
 /**
- * Container engines for tests, started by the test itself: Podman's
- * Docker-compatible service (with runc and ulimits within this machine's hard
- * limits, from a containers.conf of our own) and Docker Engine (dockerd with
- * its own data root, no bridge, no iptables). Either can run inside a network
- * namespace (nsenter --net, keeping the host's mount namespace), so that
- * containers with host networking share that node's network.
+ * Container engines for tests, started by the test itself
+ * (../src/containers/local-engine.ts: Podman's compatible service or Docker
+ * Engine, optionally inside a network namespace), and a registry.
  *
  * The model-server image is built once (tern image build caches it by a hash
  * of its inputs) and loaded into an engine only when the engine lacks that build.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, closeSync, writeFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { connectEngine, type Engine } from '../src/containers/engine.js';
+import type { Engine, EngineKind } from '../src/containers/engine.js';
+
+export type { EngineKind };
+import { startDaemon, startLocalEngine, type LocalEngine } from '../src/containers/local-engine.js';
 import { buildImage, type BuiltImage } from '../src/containers/image-build.js';
 import { inspectImage, loadImageArchive } from '../src/containers/images.js';
 import type { PlatformName } from '../src/containers/platform.js';
 import { LABELS } from '../src/containers/labels.js';
 import { TEST_HOME } from './global-setup.js';
 
-export type EngineKind = 'podman' | 'docker';
-
-const BINARIES: Record<EngineKind, string[]> = { podman: ['podman', 'runc'], docker: ['dockerd', 'containerd', 'runc'] };
+const BINARIES: Record<EngineKind | 'registry', string[]> = { podman: ['podman', 'runc'], docker: ['dockerd', 'containerd', 'runc'], registry: ['docker-registry'] };
 
 function which(bin: string): boolean {
   try {
@@ -33,16 +31,16 @@ function which(bin: string): boolean {
 }
 
 /** Why `kind` cannot run here, or undefined when it can. */
-export function engineUnavailable(kind: EngineKind): string | undefined {
+export function engineUnavailable(kind: EngineKind | 'registry'): string | undefined {
   if (process.platform !== 'linux') return 'container engines need Linux';
   if (process.getuid?.() !== 0) return 'the container tests run rootful engines and need root';
   const missing = BINARIES[kind].filter((b) => !which(b));
-  if (missing.length) return `${missing.join(', ')} not installed (apt-get install ${kind === 'podman' ? 'podman runc' : 'docker.io'})`;
+  if (missing.length) return `${missing.join(', ')} not installed (apt-get install ${{ podman: 'podman runc', docker: 'docker.io', registry: 'docker-registry' }[kind]})`;
   return undefined;
 }
 
 /** Skips with a printed reason outside CI; in CI the test must run, so a missing engine fails it. */
-export function requireEngine(kind: EngineKind, what: string): boolean {
+export function requireEngine(kind: EngineKind | 'registry', what: string): boolean {
   const why = engineUnavailable(kind);
   if (!why) return true;
   if (process.env.CI) throw new Error(`${what} must run in CI, but: ${why}`);
@@ -50,87 +48,14 @@ export function requireEngine(kind: EngineKind, what: string): boolean {
   return false;
 }
 
-export interface TestEngine {
-  kind: EngineKind;
-  url: string;
-  engine: Engine;
-  stop(): Promise<void>;
-}
-
-const PODMAN_CONF = `[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-`;
-
-function podmanConf(): string {
-  const dir = path.join(TEST_HOME, 'podman');
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, 'containers.conf');
-  writeFileSync(file, PODMAN_CONF);
-  return file;
-}
-
-function spawnDaemon(cmd: string, args: string[], netns: string | undefined, env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
-  const out = openSync(logFile, 'a');
-  const [bin, argv] = netns ? ['nsenter', [`--net=/run/netns/${netns}`, cmd, ...args]] : [cmd, args];
-  const child = spawn(bin, argv, { stdio: ['ignore', out, out], env: { ...process.env, ...env }, detached: false });
-  closeSync(out);
-  return child;
-}
-
-async function waitForEngine(url: string, child: ChildProcess, logFile: string): Promise<Engine> {
-  const end = Date.now() + 60_000;
-  let last = '';
-  while (Date.now() < end) {
-    if (child.exitCode !== null) throw new Error(`the engine exited with code ${child.exitCode}; see ${logFile}`);
-    try {
-      return await connectEngine(url);
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`the engine at ${url} did not come up in 60 s (${last}); see ${logFile}`);
-}
-
-function stopper(child: ChildProcess, cleanup: () => void): () => Promise<void> {
-  return async () => {
-    if (child.exitCode === null) {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await gone;
-      clearTimeout(t);
-    }
-    cleanup();
-  };
-}
+export type TestEngine = LocalEngine;
 
 /**
  * Starts an engine named `name` (a `ternc` prefix keeps it apart from other
  * helpers' resources), optionally inside network namespace `netns`.
  */
-export async function startEngine(kind: EngineKind, name: string, netns?: string): Promise<TestEngine> {
-  const logDir = path.join(TEST_HOME, 'engines');
-  mkdirSync(logDir, { recursive: true });
-  const logFile = path.join(logDir, `${name}.log`);
-  if (kind === 'podman') {
-    const socket = `/run/${name}-podman.sock`;
-    rmSync(socket, { force: true });
-    const child = spawnDaemon('podman', ['system', 'service', '--time=0', `unix://${socket}`], netns, { CONTAINERS_CONF: podmanConf() }, logFile);
-    const engine = await waitForEngine(`unix://${socket}`, child, logFile);
-    return { kind, url: `unix://${socket}`, engine, stop: stopper(child, () => rmSync(socket, { force: true })) };
-  }
-  const socket = `/run/${name}-docker.sock`;
-  const execRoot = `/run/${name}-docker`;
-  rmSync(socket, { force: true });
-  const child = spawnDaemon('dockerd', [
-    '--host', `unix://${socket}`, '--data-root', `/var/lib/${name}-docker`, '--exec-root', execRoot,
-    '--pidfile', `/run/${name}-docker.pid`, '--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-masq=false',
-  ], netns, {}, logFile);
-  const engine = await waitForEngine(`unix://${socket}`, child, logFile);
-  return { kind, url: `unix://${socket}`, engine, stop: stopper(child, () => rmSync(socket, { force: true })) };
+export function startEngine(kind: EngineKind, name: string, netns?: string, options: { insecureRegistries?: string[] } = {}): Promise<TestEngine> {
+  return startLocalEngine(kind, { name, workDir: path.join(TEST_HOME, 'engines'), netns, ...options });
 }
 
 /** Builds (or reuses) the model-server image for `platform` and loads it into the engine unless it has this very build. */
@@ -150,4 +75,47 @@ export async function removeOwned(engine: Engine, owner: string): Promise<number
 
 export function hasNetns(name: string): boolean {
   return existsSync(`/run/netns/${name}`);
+}
+
+/**
+ * Sets up qemu-user emulation of arm64 (Debian qemu-user-static and
+ * binfmt-support): mounts binfmt_misc when it is not, enables qemu-aarch64.
+ * Returns why it cannot, or undefined once arm64 binaries run here.
+ */
+export function enableArm64Emulation(): string | undefined {
+  if (process.arch === 'arm64') return undefined;
+  if (process.getuid?.() !== 0) return 'setting up binfmt_misc needs root';
+  if (!which('update-binfmts') || !existsSync('/usr/libexec/qemu-binfmt') && !which('qemu-aarch64-static')) {
+    return 'qemu-user-static and binfmt-support are not installed (apt-get install qemu-user-static binfmt-support)';
+  }
+  try {
+    if (!existsSync('/proc/sys/fs/binfmt_misc/status')) execFileSync('mount', ['-t', 'binfmt_misc', 'binfmt_misc', '/proc/sys/fs/binfmt_misc'], { stdio: 'pipe' });
+    execFileSync('update-binfmts', ['--enable', 'qemu-aarch64'], { stdio: 'pipe' });
+  } catch (err) {
+    return `cannot enable qemu-aarch64 in binfmt_misc: ${(err as Error).message.split('\n')[0]}`;
+  }
+  return existsSync('/proc/sys/fs/binfmt_misc/qemu-aarch64') ? undefined : 'qemu-aarch64 is not registered in binfmt_misc';
+}
+
+export interface TestRegistry {
+  address: string;
+  stop(): Promise<void>;
+}
+
+/** Debian's docker-registry (the CNCF distribution registry) on `address`, storing in a scratch folder. */
+export async function startRegistry(address: string, storage: string): Promise<TestRegistry> {
+  const config = path.join(storage, 'config.yml');
+  mkdirSync(storage, { recursive: true });
+  writeFileSync(config, `version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(storage, 'data')}\nhttp:\n  addr: ${address}\n`);
+  const logFile = path.join(storage, 'registry.log');
+  const { child, stop } = startDaemon('docker-registry', ['serve', config], logFile);
+  const end = Date.now() + 20_000;
+  while (Date.now() < end) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited with code ${child.exitCode}; see ${logFile}`);
+    const ok = await fetch(`http://${address}/v2/`).then((r) => r.status === 200, () => false);
+    if (ok) return { address, stop };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await stop();
+  throw new Error(`docker-registry did not answer on ${address} in 20 s; see ${logFile}`);
 }

@@ -6,6 +6,7 @@ import { connectEngine } from '../containers/engine.js';
 import { buildImage } from '../containers/image-build.js';
 import { inspectImage, loadImageArchive } from '../containers/images.js';
 import { hostPlatform, parsePlatform } from '../containers/platform.js';
+import { pushImage } from '../containers/registry.js';
 
 export interface ImageBuildFlags {
   platform?: string;
@@ -44,6 +45,19 @@ async function load(archive: string, tag: string | undefined, engineUrl?: string
   const said = await loadImageArchive(engine, archive);
   const facts = tag ? await inspectImage(engine, tag) : undefined;
   process.stdout.write(`loaded into ${engine.kind} ${engine.version} at ${engine.url}: ${facts ? `${tag} (${facts.platform}, ${mb(facts.sizeBytes)})` : said}\n`);
+}
+
+export async function imagePush(ref: string, f: { registry: string; engine?: string }): Promise<void> {
+  const engine = await connectEngine(f.engine);
+  if (!(await inspectImage(engine, ref))) throw new Error(`image ${ref} is not on ${engine.kind} at ${engine.url} (build and load it with: tern image build --load)`);
+  const layers = new Set<string>();
+  const pushed = await pushImage(engine, ref, f.registry, (e) => {
+    if (e.id && e.status === 'Pushed' && !layers.has(e.id)) {
+      layers.add(e.id);
+      process.stderr.write(`pushed layer ${e.id}\n`);
+    }
+  });
+  process.stdout.write(`pushed ${pushed}\n`);
 }
 
 export async function imageLoad(archive: string, f: { engine?: string }): Promise<void> {

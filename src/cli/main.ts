@@ -114,6 +114,11 @@ image.command('build')
   .option('--load', 'load it into the container engine')
   .option('--engine <url>', 'container engine to load into (default: DOCKER_HOST or a default socket)')
   .action(async (opts: ImageBuildFlags) => { await (await import('./image-commands.js')).imageBuild(opts).catch(fail); });
+image.command('push <image>')
+  .description('push a local image to an OCI registry (through the container engine)')
+  .requiredOption('--registry <host:port>', 'registry to push to')
+  .option('--engine <url>', 'container engine that has the image (default: DOCKER_HOST or a default socket)')
+  .action(async (ref: string, opts: { registry: string; engine?: string }) => { await (await import('./image-commands.js')).imagePush(ref, opts).catch(fail); });
 image.command('load <archive>')
   .description('load an image archive into the container engine')
   .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')

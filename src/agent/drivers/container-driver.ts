@@ -14,7 +14,7 @@
  * dockerode is loaded on first use (../../containers/engine.ts).
  */
 import { createHash } from 'node:crypto';
-import { realpathSync } from 'node:fs';
+import { readdirSync, realpathSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -27,6 +27,7 @@ import { containerUsage, type CpuSample, type EngineStats } from '../../containe
 import { checkPlatform, inspectImage } from '../../containers/images.js';
 import { LABELS, ownerFilter } from '../../containers/labels.js';
 import { lastLines } from '../../containers/logs.js';
+import { parseImageRef, pullImage } from '../../containers/registry.js';
 import { defaultImageTag, hostPlatform } from '../../containers/platform.js';
 import { SERVER_VERSION } from '../../protocol/oip.js';
 import { STATE_FILES } from '../state-files.js';
@@ -102,6 +103,22 @@ export function cpuReservation(engine: Engine, cores: number): Pick<Docker.HostC
     CpuShares: Math.max(2, Math.min(262_144, Math.round(cores * SHARES_PER_CORE))),
     ...(engine.cgroupDriver === 'cgroupfs' ? { CgroupParent: '/' } : {}),
   };
+}
+
+/**
+ * Bind mounts that let an image of another architecture run under qemu-user:
+ * ONNX Runtime's cpuinfo reads the CPU cache topology in sysfs, which under
+ * emulation describes the host's x86 CPU, and crashes on it; with those
+ * folders empty it falls back to defaults.
+ */
+export function emulationBinds(emptyDir: string, sysCpu = '/sys/devices/system/cpu'): string[] {
+  let cpus: string[] = [];
+  try {
+    cpus = readdirSync(sysCpu).filter((d) => /^cpu[0-9]+$/.test(d));
+  } catch {
+    return [];
+  }
+  return cpus.map((cpu) => `${emptyDir}:${sysCpu}/${cpu}/cache:ro`);
 }
 
 class ContainerReplica implements ReplicaHandle {
@@ -245,9 +262,16 @@ export class ContainerDriver implements RuntimeDriver {
     };
   }
 
-  /** Checks what can be checked before anything is created: the image is there and for this node, the ports are free. */
-  private async preflight(engine: Engine, image: string, port: number, grpcPort: number): Promise<void> {
-    const facts = await inspectImage(engine, image);
+  /** Checks what can be checked before anything is created: the image is there and for this node, the ports are free. Returns the image's platform. */
+  private async preflight(engine: Engine, image: string, port: number, grpcPort: number): Promise<string> {
+    let facts = await inspectImage(engine, image);
+    if (!facts && parseImageRef(image).registry) {
+      this.log?.info({ image }, 'pulling the replica\'s image');
+      const started = Date.now();
+      await pullImage(engine, image);
+      facts = await inspectImage(engine, image);
+      this.log?.info({ image, ms: Date.now() - started }, 'image pulled');
+    }
     if (!facts) {
       throw new Error(`image ${image} is not on this node's container engine (${engine.kind} ${engine.version} at ${engine.url}); `
         + 'build it with `tern image build` and load it, or push it to the node with `tern images push`');
@@ -256,6 +280,15 @@ export class ContainerDriver implements RuntimeDriver {
     for (const p of [port, grpcPort]) {
       if (!(await portFree(p))) throw new Error(`port ${p} is already in use on this node, so the replica cannot listen on it`);
     }
+    return facts.platform;
+  }
+
+  /** Extra binds for an image of another architecture than the machine's (run under qemu-user emulation). */
+  private async emulationBinds(engine: Engine, imagePlatform: string): Promise<string[]> {
+    if (imagePlatform === (hostPlatform() ?? `${engine.os}/${engine.arch}`)) return [];
+    const empty = path.join(this.config.dataDir, 'empty');
+    await mkdir(empty, { recursive: true });
+    return emulationBinds(empty);
   }
 
   async start(spec: ReplicaSpec, modelDir: string, port: number, options: StartOptions = {}): Promise<ReplicaHandle> {
@@ -264,7 +297,8 @@ export class ContainerDriver implements RuntimeDriver {
     const engine = await this.engine();
     const image = this.imageFor(spec, engine);
     const grpcPort = port + 1;
-    await this.preflight(engine, image, port, grpcPort);
+    const imagePlatform = await this.preflight(engine, image, port, grpcPort);
+    const emulation = await this.emulationBinds(engine, imagePlatform);
     const dir = this.replicaDir(spec.id);
     await mkdir(dir, { recursive: true });
     const repo = await buildRepository(spec, modelDir, dir);
@@ -281,7 +315,7 @@ export class ContainerDriver implements RuntimeDriver {
         StopSignal: 'SIGTERM',
         HostConfig: {
           NetworkMode: 'host',
-          Binds: [`${repo}:${MODELS_MOUNT}:ro`],
+          Binds: [`${repo}:${MODELS_MOUNT}:ro`, ...emulation],
           ...cpuReservation(engine, spec.resources.cpu),
           Memory: spec.resources.memory_mb * 1024 * 1024,
           RestartPolicy: { Name: 'no' },
