@@ -3,7 +3,8 @@
  * placed on that site's nodes (selector site=...), scaled through the
  * replica counts; at each, closed-loop load for each user count through the
  * client's gateway (tern bench load). Then the cache experiment: the random
- * forest with and without a prediction cache, 1 user, 1 replica, per site.
+ * forest (as in the study) and the heavy model, with and without a
+ * prediction cache, 1 user, 1 replica, per site.
  * Deployments are removed after their cells, so sites never serve two models
  * at once.
  */
@@ -42,16 +43,26 @@ export interface ExperimentOptions {
 }
 
 export function cellCount(o: Pick<ExperimentOptions, 'models' | 'users' | 'replicas' | 'sites' | 'cache'>): number {
-  return o.models.length * o.sites.length * o.replicas.length * o.users.length + (o.cache ? 2 * o.sites.length : 0);
+  return o.models.length * o.sites.length * o.replicas.length * o.users.length + (o.cache ? 2 * o.sites.length * cacheModels(o.models).length : 0);
 }
 
 const deploymentName = (model: string, site: string, suffix = '') => `evc-${model}-${site}${suffix}`.slice(0, 63);
 
+export function heavyModel(models: string[]): string {
+  return models.find((m) => HEAVY_MODELS.includes(m)) ?? models[0];
+}
+
+/** The study's cached model, and the heavy one: a cache can only help where computing costs more than the request. */
+export function cacheModels(models: string[]): string[] {
+  return [...new Set([CACHE_MODEL, heavyModel(models)])];
+}
+
 async function pushModels(o: ExperimentOptions): Promise<void> {
   for (const model of o.models) await o.driver.pushModel(o.repository, model, model, '1');
-  if (o.cache) {
-    await o.driver.pushModel(o.repository, CACHE_MODEL, `${CACHE_MODEL}-cached`, '1', { cache: { max_bytes: CACHE_BYTES } });
-    if (!o.models.includes(CACHE_MODEL)) await o.driver.pushModel(o.repository, CACHE_MODEL, CACHE_MODEL, '1');
+  if (!o.cache) return;
+  for (const model of cacheModels(o.models)) {
+    await o.driver.pushModel(o.repository, model, `${model}-cached`, '1', { cache: { max_bytes: CACHE_BYTES } });
+    if (!o.models.includes(model)) await o.driver.pushModel(o.repository, model, model, '1');
   }
 }
 
@@ -84,14 +95,16 @@ async function runMatrix(o: ExperimentOptions, cells: ExperimentCell[]): Promise
 }
 
 async function runCache(o: ExperimentOptions, cells: ExperimentCell[]): Promise<void> {
-  for (const site of o.sites) {
-    for (const cache of [false, true]) {
-      const name = deploymentName(CACHE_MODEL, site, cache ? '-cache' : '-nocache');
-      await o.driver.remove(name);
-      await o.driver.deploy(name, cache ? `${CACHE_MODEL}-cached` : CACHE_MODEL, '1', site, 1);
-      await o.driver.waitRoutable(name, 1, o.isGatewayNode);
-      cells.push(...await measure(o, name, site, [1], { experiment: 'cache', model: CACHE_MODEL, replicas: 1, cache }));
-      await o.driver.remove(name);
+  for (const model of cacheModels(o.models)) {
+    for (const site of o.sites) {
+      for (const cache of [false, true]) {
+        const name = deploymentName(model, site, cache ? '-cache' : '-nocache');
+        await o.driver.remove(name);
+        await o.driver.deploy(name, cache ? `${model}-cached` : model, '1', site, 1);
+        await o.driver.waitRoutable(name, 1, o.isGatewayNode);
+        cells.push(...await measure(o, name, site, [1], { experiment: 'cache', model, replicas: 1, cache }));
+        await o.driver.remove(name);
+      }
     }
   }
 }
@@ -103,7 +116,7 @@ export async function runEdgeVsCloud(o: ExperimentOptions): Promise<ExperimentRe
   const cells: ExperimentCell[] = [];
   await runMatrix(o, cells);
   if (o.cache) await runCache(o, cells);
-  const heavy = o.models.find((m) => HEAVY_MODELS.includes(m)) ?? o.models[0];
+  const heavy = heavyModel(o.models);
   return {
     kind: 'tern-bench-experiment', experiment: 'edge-vs-cloud', started_at: started, finished_at: new Date().toISOString(),
     environment: o.environment,

@@ -16,7 +16,7 @@ import type { ExperimentReport } from '../../protocol/bench.js';
 import type { LabState } from '../../protocol/lab.js';
 import { controlPlaneSource, labHostSource } from '../host-stats.js';
 import { BenchProgress } from '../progress.js';
-import { CACHE_MODEL, cellCount, runEdgeVsCloud, type ExperimentOptions } from './edge-vs-cloud.js';
+import { cacheModels, cellCount, runEdgeVsCloud, type ExperimentOptions } from './edge-vs-cloud.js';
 import { renderExperimentMarkdown } from './experiment-report.js';
 import { FleetDriver } from './fleet-driver.js';
 import { writePlots } from './plots.js';
@@ -75,7 +75,7 @@ export async function experimentCommand(flags: ExperimentFlags): Promise<number>
   const setup = state ? labSetup(state, flags, insideLabHost()!) : await fleetSetup(flags);
   const tmp = flags.modelRepository ? undefined : await mkdtemp(path.join(tmpdir(), 'tern-exp-models-'));
   const repository = flags.modelRepository ?? tmp!;
-  if (tmp) await writeDemoRepository(tmp, { models: [...new Set([...flags.models, ...(flags.cache ? [CACHE_MODEL] : [])])] });
+  if (tmp) await writeDemoRepository(tmp, { models: [...new Set([...flags.models, ...(flags.cache ? cacheModels(flags.models) : [])])] });
   const cells = cellCount(flags);
   const progress = new BenchProgress(cells * (flags.warmup + flags.duration), cells);
   let report: ExperimentReport;

@@ -18,6 +18,7 @@ export function renderExperimentMarkdown(r: ExperimentReport, plots: string[]): 
   const cellSeconds = s.warmup_s + s.duration_s;
   const minutes = (Date.parse(r.finished_at) - Date.parse(r.started_at)) / 60_000;
   const svgs = plots.filter((p) => p.endsWith('.svg'));
+  const cached = [...new Set(r.cells.filter((c) => c.experiment === 'cache').map((c) => c.model))];
   return [
     '# tern bench experiment edge-vs-cloud',
     '',
@@ -25,7 +26,7 @@ export function renderExperimentMarkdown(r: ExperimentReport, plots: string[]): 
     ...(r.environment.hosts.length ? ['', 'Hosts:', ...r.environment.hosts.map((h) => `- ${h}`)] : []),
     ...(r.environment.links.length ? ['', `Links (${r.environment.shaping ?? ''}):`, ...r.environment.links.map((l) => `- ${l}`)] : []),
     '',
-    `Matrix: models ${s.models.join(', ')} x users ${s.users.join(', ')} x replicas ${s.replicas.join(', ')} x sites ${s.sites.join(', ')}${s.cache ? ', plus the cache experiment (iris-forest, 1 user, 1 replica, cache off/on, each site)' : ''}.`,
+    `Matrix: models ${s.models.join(', ')} x users ${s.users.join(', ')} x replicas ${s.replicas.join(', ')} x sites ${s.sites.join(', ')}${s.cache ? `, plus the cache experiment (${cached.join(' and ')}, 1 user, 1 replica, cache off/on, each site)` : ''}.`,
     `Each cell: ${s.warmup_s} s warm-up (excluded) + ${s.duration_s} s measured (${cellSeconds} s), closed-loop users, real inputs (iris rows, rendered text-line images), ${r.cells.length} cells.`,
     `Machine: ${String(r.machine.cpu_model)} x ${String(r.machine.cpu_count)}, load average ${JSON.stringify(r.machine.load_average_at_start)} at start, ${JSON.stringify(r.machine.load_average_at_end)} at end (every host, the client and the link proxies share these cores).`,
     '',

@@ -46,20 +46,24 @@ function metricSpec(cells: ExperimentCell[], metric: (typeof METRICS)[number], t
 }
 
 function cacheSpec(cells: ExperimentCell[], title: string): TopLevelSpec {
-  const data = cells.filter((c) => c.experiment === 'cache').map((c) => ({ site: c.site, cache: c.cache ? 'cache on' : 'cache off', value: c.throughput_rps }));
+  const data = cells.filter((c) => c.experiment === 'cache').map((c) => ({ model: c.model, site: c.site, cache: c.cache ? 'cache on' : 'cache off', value: c.throughput_rps }));
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: `${title}: prediction cache, throughput (req/s), 1 user, 1 replica`, anchor: 'start' },
     data: { values: data },
-    width: 260,
-    height: 180,
-    mark: 'bar',
-    encoding: {
-      x: { field: 'site', type: 'nominal', title: null, sort: ['edge', 'cloud'] },
-      xOffset: { field: 'cache', type: 'nominal' },
-      y: { field: 'value', type: 'quantitative', title: 'throughput (req/s)' },
-      color: { field: 'cache', type: 'nominal', title: null },
+    facet: { column: { field: 'model', type: 'nominal', title: null } },
+    spec: {
+      width: 200,
+      height: 180,
+      mark: 'bar',
+      encoding: {
+        x: { field: 'site', type: 'nominal', title: null, sort: ['edge', 'cloud'] },
+        xOffset: { field: 'cache', type: 'nominal' },
+        y: { field: 'value', type: 'quantitative', title: 'throughput (req/s)' },
+        color: { field: 'cache', type: 'nominal', title: null },
+      },
     },
+    resolve: { scale: { y: 'independent' } },
     config: { font: 'DejaVu Sans', background: 'white' },
   };
 }
