@@ -143,6 +143,10 @@ describe('the gateway speaks every protocol of tern serve', () => {
       expect((await call<{ name: string }>('ModelMetadata', { name: 'iris' })).res?.name).toBe('iris');
       const late = await call('ModelInfer', { model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }] }, 0);
       expect(late.err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+      // The replica's own error comes through unchanged (status and message), not retried elsewhere.
+      const bad = await call('ModelInfer', { model_name: 'iris', inputs: [{ name: 'wrong', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }] });
+      expect(bad.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(bad.err?.details).toMatch(/missing input 'input'/);
       const unknown = await call('ModelInfer', { model_name: 'nope', inputs: [] });
       expect(unknown.err?.code).toBe(grpc.status.NOT_FOUND);
       expect(unknown.err?.details).toMatch(/deployment nope is unknown to this gateway/);
