@@ -6,7 +6,8 @@
  * core), and an agent restart adopts the running container instead of
  * starting a second one, while a stray container of the same agent is removed.
  */
-import type { ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +18,7 @@ import { ownerOf } from '../src/agent/drivers/container-driver.js';
 import { buildInputs, fetchModelMetadata } from '../src/bench/model-inputs.js';
 import { restBinaryClient } from '../src/bench/protocol-clients.js';
 import { runClosedLoop } from '../src/bench/load-generator.js';
+import { buildImage } from '../src/containers/image-build.js';
 import { LABELS } from '../src/containers/labels.js';
 import { createJoinToken } from '../src/control/auth/accounts.js';
 import { startControlPlane, type ControlPlane } from '../src/control/control-plane.js';
@@ -26,6 +28,14 @@ import { DEMO_REPO, removeDir, waitFor } from './helpers.js';
 import { createTestNetwork, netnsUnavailable, type TestNetwork } from './netns.js';
 
 const CLI = path.resolve('dist/cli/main.js');
+
+function tern(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
 const netnsWhy = netnsUnavailable();
 if (netnsWhy) {
   if (process.env.CI) throw new Error(`the container fleet test must run in CI, but: ${netnsWhy}`);
@@ -159,6 +169,38 @@ describe.skipIf(!enabled)('container runtime in the fleet (Podman in a network n
       await pool.close();
     }
   }, 180_000);
+
+  it('an image archive uploaded to the control plane (resumed, verified) reaches a node whose engine lacks it', async () => {
+    const tag = 'tern/serve:ternc-archive';
+    const built = await buildImage({ platform: 'linux/amd64', projectRoot: path.resolve('.'), tag });
+    await engine.engine.docker.getImage(tag).remove({ force: true }).catch(() => undefined);
+    const env = { TERN_CONFIG: path.join(dataDir, 'creds.json'), TERN_URL: '', TERN_TOKEN: '' };
+    expect((await tern(env, 'login', '--url', `http://127.0.0.1:${cp.port}`, '--password', 'containers-fleet')).code).toBe(0);
+    const { token } = JSON.parse(readFileSync(env.TERN_CONFIG, 'utf8')) as { token: string };
+
+    // An upload cut off after its first MiB: the CLI goes on from there.
+    const sha256 = createHash('sha256').update(readFileSync(built.archive)).digest('hex');
+    const first = readFileSync(built.archive).subarray(0, 1 << 20);
+    const put = await fetch(`http://127.0.0.1:${cp.port}/api/v1/images/uploads/${sha256}?offset=0`, {
+      method: 'PUT', body: first, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+    });
+    expect(put.status).toBe(200);
+    const upload = await tern(env, 'image', 'upload', built.archive, '--no-progress');
+    expect(upload.stderr).toBe('');
+    expect(upload.stdout).toMatch(new RegExp(`uploaded ${tag} \\(linux/amd64, \\d+ bytes, sha256 ${sha256.slice(0, 12)}\\), resumed at byte ${1 << 20}`));
+    const wrong = await tern(env, 'image', 'upload', path.join(dataDir, 'no-such.tar'));
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/^tern: image archive '.*no-such.tar' does not exist\n$/);
+
+    cp.store.deployments.create(DeploymentSpecSchema.parse({ name: 'packed', model: 'iris-logreg', replicas: 1, runtime: 'container', image: tag, resources: { cpu: 0.25, memory_mb: 256 } }), '1');
+    cp.reconciler.trigger('test');
+    expect(await ready('packed')).toBe(true);
+    expect((await engine.engine.docker.getImage(tag).inspect()).RepoTags.some((t) => t.endsWith(tag))).toBe(true);
+    expect(await waitFor(async () => (await fetch(`${gatewayUrl()}/v2/models/packed/ready`).catch(() => undefined))?.status === 200, 30_000, 200)).toBe(true);
+
+    expect((await tern(env, 'deployments', 'rm', 'packed')).code).toBe(0);
+    expect(await waitFor(async () => (await ownedContainers()).length === 1, 60_000, 200)).toBe(true);
+  }, 240_000);
 
   it('an agent restarted while the control plane is away adopts its running container (same container, no duplicate) and removes a stray one', async () => {
     const replica = cp.store.replicas.listByDeployment('cnn')[0];

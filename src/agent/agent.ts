@@ -109,7 +109,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     driver: (name: RuntimeName) => {
       const nodeId = () => identity?.node_id;
       if (name === 'process') return new ProcessDriver({ ...options.processDriver, dataDir, log });
-      if (name === 'container') return new ContainerDriver({ ...options.containerDriver, dataDir, log, nodeId });
+      const control = () => (identity ? { controlUrl, token: identity.node_token } : undefined);
+      if (name === 'container') return new ContainerDriver({ ...options.containerDriver, dataDir, log, nodeId, control });
       return createDriver(name, { dataDir, log, nodeId });
     },
     restartBackoff: options.restartBackoff,

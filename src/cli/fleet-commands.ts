@@ -115,6 +115,21 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
     process.stdout.write(`removed ${ref}\n`);
   }));
 
+  const image = program.commands.find((c) => c.name() === 'image');
+  image?.command('upload <archive>')
+    .description('send an image archive to the control plane, for nodes without a registry (chunked, resumable, sha256-verified)')
+    .option('--ref <ref>', 'image reference to register it under (default: the archive\'s tag)')
+    .option('--no-progress', 'no progress bar')
+    .action(act(async (archive: string, o: { ref?: string; progress: boolean }) => {
+      const { uploadImage } = await import('./image-upload.js');
+      const r = await uploadImage(await client(), archive, { ref: o.ref, progress: o.progress && process.stderr.isTTY === true });
+      process.stdout.write(`uploaded ${r.ref} (${r.platform}, ${r.size} bytes, sha256 ${r.sha256.slice(0, 12)})${r.resumedAt > 0 ? `, resumed at byte ${r.resumedAt}` : ''}\n`);
+    }));
+  image?.command('ls').description('container images the control plane holds').option('--json').action(act(async (o: Out) => {
+    const { images } = await (await client()).get<{ images: any[] }>('/images');
+    print(images, o, () => formatTable(images.map((i) => ({ ref: i.ref, platform: i.platform, size: i.size, sha256: String(i.sha256).slice(0, 12) })), ['ref', 'platform', 'size', 'sha256']));
+  }));
+
   program.command('deploy <model>').description('deploy MODEL[:VERSION]')
     .option('--name <name>', 'deployment name (default: the model name)')
     .option('--replicas <n>', 'replicas', parsePositiveInt, 1)

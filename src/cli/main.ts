@@ -100,10 +100,6 @@ models.command('demo <dir>')
     }
   });
 
-registerFleetCommands(program, fail);
-registerLabCommands(program, fail);
-registerBenchCommands(program, fail);
-
 const image = program.command('image').description('container images of the model server');
 image.command('build')
   .description('build the model-server image from local files (no base image): node, tern serve and its native modules for the platform')
@@ -123,5 +119,10 @@ image.command('load <archive>')
   .description('load an image archive into the container engine')
   .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
   .action(async (archive: string, opts: { engine?: string }) => { await (await import('./image-commands.js')).imageLoad(archive, opts).catch(fail); });
+
+// After `image`: the fleet commands add `image upload` and `image ls` (they talk to the control plane).
+registerFleetCommands(program, fail);
+registerLabCommands(program, fail);
+registerBenchCommands(program, fail);
 
 program.parseAsync().catch(fail);

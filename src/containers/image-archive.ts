@@ -123,3 +123,37 @@ export async function writeImageArchive(output: string, tag: string, layers: Lay
     await rm(tmp, { recursive: true, force: true });
   }
 }
+
+export interface ArchiveFacts {
+  /** The first tag of the (first) image in the archive. */
+  ref?: string;
+  /** e.g. linux/arm64, from the image's config. */
+  platform: string;
+}
+
+/** Reads which image a docker-save archive holds (manifest.json and the config it names), skipping the layers. */
+export async function readArchiveFacts(file: string): Promise<ArchiveFacts> {
+  const extract = tarStream.extract();
+  const small = new Map<string, string>();
+  const reading = pipeline(createReadStream(file), extract).catch((err: unknown) => {
+    throw new Error(`${file} is not an image archive (tar): ${(err as Error).message}`);
+  });
+  for await (const entry of extract) {
+    const name = entry.header.name.replace(/^\.\//, '');
+    if (name.endsWith('.json') && !name.includes('/') && (entry.header.size ?? 0) < 1 << 20) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      small.set(name, Buffer.concat(chunks).toString('utf8'));
+    } else {
+      entry.resume();
+    }
+  }
+  await reading;
+  const manifestText = small.get('manifest.json');
+  if (!manifestText) throw new Error(`${file} has no manifest.json: not a docker-save image archive`);
+  const [manifest] = JSON.parse(manifestText) as { Config: string; RepoTags?: string[] }[];
+  const configText = small.get(manifest?.Config ?? '');
+  if (!configText) throw new Error(`${file} does not hold the image config its manifest names (${manifest?.Config})`);
+  const config = JSON.parse(configText) as { os?: string; architecture?: string };
+  return { ref: manifest.RepoTags?.[0], platform: `${config.os ?? 'linux'}/${config.architecture ?? 'unknown'}` };
+}

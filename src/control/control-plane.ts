@@ -21,6 +21,7 @@ import { RoutesPublisher } from './routing/routes-publisher.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
 import { MosquittoDynsec } from './mqtt/mosquitto-dynsec.js';
 import { ModelRegistry } from './registry/model-registry.js';
+import { ImageStore } from './registry/image-store.js';
 import { Store } from './store/store.js';
 
 export interface ControlOptions {
@@ -127,7 +128,7 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   // Nodes the store knows but that never speak again must still be declared down.
   hub.expectNodes(store.nodes.list().filter((n) => n.state !== 'down').map((n) => n.id));
   const api = await buildControlApi({
-    store, registry, log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
+    store, registry, images: new ImageStore(path.join(o.dataDir, 'registry'), store), log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
     hooks: {
       desiredStateChanged: (reason) => reconciler.trigger(reason),
       nodeCredentials: dynsec ? (node, token) => dynsec.upsertNode(node, token) : undefined,

@@ -213,6 +213,15 @@ export const JoinTokenRequestSchema = z.object({
   description: z.string().max(200).optional(),
 }).strict();
 
+/** Registers an uploaded container image archive (docker-save format) under its reference, for nodes without a registry. */
+export const ImageRegistrationSchema = z.object({
+  ref: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._\-/:@]{0,254}$/, 'image references are letters, digits and . _ - / : @'),
+  platform: z.enum(['linux/amd64', 'linux/arm64']),
+  sha256: z.string().regex(/^[a-f0-9]{64}$/, 'sha256 must be 64 lower-case hex digits'),
+  size: z.number().int().positive(),
+}).strict();
+export type ImageRegistration = z.infer<typeof ImageRegistrationSchema>;
+
 export const UploadRequestSchema = z.object({
   version: z.string().regex(/^[1-9][0-9]*$/, 'versions are positive integers').optional(),
   sha256: z.string().regex(/^[a-f0-9]{64}$/, 'sha256 must be 64 lower-case hex digits'),

@@ -24,8 +24,10 @@ import type { Logger } from 'pino';
 import type { ReplicaSpec } from '../../protocol/fleet.js';
 import { connectEngine, engineMessage, isNotFound, type Engine } from '../../containers/engine.js';
 import { containerUsage, type CpuSample, type EngineStats } from '../../containers/container-stats.js';
-import { checkPlatform, inspectImage } from '../../containers/images.js';
+import { checkPlatform, inspectImage, loadImageArchive } from '../../containers/images.js';
+import { fetchImageArchive } from '../image-fetch.js';
 import { LABELS, ownerFilter } from '../../containers/labels.js';
+import { ExitWatch } from '../../containers/exit-watch.js';
 import { lastLines } from '../../containers/logs.js';
 import { parseImageRef, pullImage } from '../../containers/registry.js';
 import { defaultImageTag, hostPlatform } from '../../containers/platform.js';
@@ -121,6 +123,20 @@ export function emulationBinds(emptyDir: string, sysCpu = '/sys/devices/system/c
   return cpus.map((cpu) => `${emptyDir}:${sysCpu}/${cpu}/cache:ro`);
 }
 
+/**
+ * Removes a container and waits until the engine no longer lists it (another
+ * party, e.g. a second driver that adopted it, may be removing it already: the
+ * engine then refuses with "removal in progress").
+ */
+async function removeContainer(container: Docker.Container): Promise<void> {
+  await container.remove({ force: true }).catch(() => undefined);
+  for (let i = 0; i < 100; i++) {
+    const gone = await container.inspect().then(() => false, (err: unknown) => isNotFound(err));
+    if (gone) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 class ContainerReplica implements ReplicaHandle {
   private exited: ReplicaExit | undefined;
   private readonly exitCallbacks: ((exit: ReplicaExit) => void)[] = [];
@@ -131,6 +147,8 @@ class ContainerReplica implements ReplicaHandle {
 
   constructor(
     private readonly container: Docker.Container,
+    /** Resolves when the engine reports the container stopped (exit-watch.ts). */
+    private readonly stopped: Promise<void>,
     readonly port: number,
     readonly grpcPort: number,
     readonly limits: string,
@@ -149,18 +167,12 @@ class ContainerReplica implements ReplicaHandle {
     return this.exited !== undefined;
   }
 
-  /** Waits for the container to stop (a long poll on the engine), keeps its last lines, removes it. */
+  /** Waits for the container to stop, keeps its exit code and last lines, removes it. */
   private async watch(): Promise<ReplicaExit> {
-    let code: number | null = null;
-    let lost: string | undefined;
-    try {
-      code = ((await this.container.wait({ condition: 'not-running' })) as { StatusCode: number }).StatusCode;
-    } catch (err) {
-      lost = `lost the container's wait call: ${engineMessage(err)}`;
-    }
+    await this.stopped;
+    const code = await this.container.inspect().then((i) => i.State.ExitCode, () => null);
     const lines = await this.lastLines();
-    if (lost) lines.push(lost);
-    await this.container.remove({ force: true }).catch(() => undefined);
+    await removeContainer(this.container);
     this.exited = { code, signal: code === 137 ? 'SIGKILL' : null, requested: this.stopRequested, lastLines: lines };
     for (const cb of this.exitCallbacks.splice(0)) cb(this.exited);
     return this.exited;
@@ -214,6 +226,7 @@ export class ContainerDriver implements RuntimeDriver {
   readonly outlivesAgent = true;
   private engineConn: Promise<Engine> | undefined;
   private readonly running = new Set<ContainerReplica>();
+  private exitWatch: ExitWatch | undefined;
   readonly owner: string;
   private readonly log: Logger | undefined;
 
@@ -229,6 +242,11 @@ export class ContainerDriver implements RuntimeDriver {
       throw err;
     });
     return this.engineConn;
+  }
+
+  private exits(engine: Engine): ExitWatch {
+    this.exitWatch ??= new ExitWatch(engine, ownerFilter(this.owner).label, this.log);
+    return this.exitWatch;
   }
 
   /** Platforms this node runs images of. */
@@ -265,22 +283,41 @@ export class ContainerDriver implements RuntimeDriver {
   /** Checks what can be checked before anything is created: the image is there and for this node, the ports are free. Returns the image's platform. */
   private async preflight(engine: Engine, image: string, port: number, grpcPort: number): Promise<string> {
     let facts = await inspectImage(engine, image);
-    if (!facts && parseImageRef(image).registry) {
-      this.log?.info({ image }, 'pulling the replica\'s image');
-      const started = Date.now();
-      await pullImage(engine, image);
+    if (!facts) {
+      await this.obtainImage(engine, image);
       facts = await inspectImage(engine, image);
-      this.log?.info({ image, ms: Date.now() - started }, 'image pulled');
     }
     if (!facts) {
       throw new Error(`image ${image} is not on this node's container engine (${engine.kind} ${engine.version} at ${engine.url}); `
-        + 'build it with `tern image build` and load it, or push it to the node with `tern images push`');
+        + 'build it with `tern image build --load`, push it to a registry the node reaches (`tern image push`), '
+        + 'or upload its archive to the control plane (`tern image upload`)');
     }
     checkPlatform(image, facts, this.platforms(engine));
     for (const p of [port, grpcPort]) {
       if (!(await portFree(p))) throw new Error(`port ${p} is already in use on this node, so the replica cannot listen on it`);
     }
     return facts.platform;
+  }
+
+  /** An image the engine lacks: pulled when its reference names a registry, else loaded from the control plane's archive when it holds one. */
+  private async obtainImage(engine: Engine, image: string): Promise<void> {
+    const started = Date.now();
+    if (parseImageRef(image).registry) {
+      this.log?.info({ image }, 'pulling the replica\'s image');
+      await pullImage(engine, image);
+      this.log?.info({ image, ms: Date.now() - started }, 'image pulled');
+      return;
+    }
+    const source = this.config.control?.();
+    if (!source) return;
+    const archive = await fetchImageArchive(source, image, path.join(this.config.dataDir, 'images'), this.log);
+    if (!archive) return;
+    try {
+      await loadImageArchive(engine, archive);
+    } finally {
+      await rm(archive, { force: true });
+    }
+    this.log?.info({ image, ms: Date.now() - started }, 'image loaded from the control plane\'s archive');
   }
 
   /** Extra binds for an image of another architecture than the machine's (run under qemu-user emulation). */
@@ -327,7 +364,7 @@ export class ContainerDriver implements RuntimeDriver {
       throw new Error(`cannot start the container for ${spec.deployment}: ${engineMessage(err)}`);
     }
     const info = await container.inspect();
-    const replica = new ContainerReplica(container, port, grpcPort, describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
+    const replica = new ContainerReplica(container, this.exits(engine).exited(container.id), port, grpcPort, describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
     this.track(replica);
     this.log?.info({ replica: spec.id, container: container.id.slice(0, 12), image, port, limits: replica.limits }, 'replica container started');
     await this.waitReady(replica, spec, port, signal);
@@ -379,7 +416,7 @@ export class ContainerDriver implements RuntimeDriver {
         continue;
       }
       const info = await container.inspect();
-      const replica = new ContainerReplica(container, Number(l[LABELS.port]), Number(l[LABELS.grpcPort]), describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
+      const replica = new ContainerReplica(container, this.exits(engine).exited(c.Id), Number(l[LABELS.port]), Number(l[LABELS.grpcPort]), describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
       this.track(replica);
       adopted.push({ replicaId: l[LABELS.replica], generation: Number(l[LABELS.generation]), handle: replica });
     }
@@ -400,6 +437,12 @@ export class ContainerDriver implements RuntimeDriver {
   /** Stops every container this driver runs (the agent's shutdown leaves them running instead: see outlivesAgent). */
   async stopAll(graceMs?: number): Promise<void> {
     await Promise.all([...this.running].map((r) => r.stop(graceMs)));
+  }
+
+  /** Lets go of the engine's event stream (the containers keep running: see outlivesAgent). */
+  async close(): Promise<void> {
+    this.exitWatch?.close();
+    this.exitWatch = undefined;
   }
 }
 

@@ -81,6 +81,8 @@ export interface DriverContext {
   log?: Logger;
   /** The node this agent is, once known (labels workloads). */
   nodeId?: () => string | undefined;
+  /** The control plane and this node's token, once joined (image archives for nodes without a registry). */
+  control?: () => { controlUrl: string; token: string } | undefined;
 }
 
 export type DriverFactory = (context: DriverContext) => RuntimeDriver;
