@@ -81,6 +81,7 @@ program.command('agent').description('run a node agent that joins a control plan
   .option('--gateway-port <port>', 'gateway HTTP port (OIP v2 REST, TF Serving REST, apps, /metrics)', parsePort, 8000)
   .option('--gateway-grpc-port <port>', 'gateway gRPC port (OIP v2 GRPCInferenceService)', parsePort, 8001)
   .option('--no-gateway', 'do not run a gateway on this node')
+  .option('--no-replica-limits', 'run replicas without their own cgroup limits: they share the node\'s (e.g. a lab host\'s)')
   .action(async (flags: AgentFlags) => { await (await import('./agent-command.js')).runAgent(flags).catch(fail); });
 
 const models = program.command('models').description('model repositories and the registry');
