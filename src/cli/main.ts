@@ -84,6 +84,7 @@ withGatewayOptions(program.command('agent').description('run a node agent that j
   .option('--container-engine <url>', 'container engine for the container runtime (unix:///run/podman/podman.sock, tcp://host:2375; default: DOCKER_HOST or a default socket)')
   .option('--container-image <ref>', 'model-server image for container replicas (default: tern/serve:<version>-<arch>)')
   .option('--container-platforms <list>', 'platforms this node runs images of, its own first (e.g. linux/amd64,linux/arm64 with qemu-user)', parseList)
+  .option('--no-replica-limits', 'run replicas without their own cgroup limits: they share the node\'s (e.g. a lab host\'s)')
   .action(async (flags: AgentFlags) => { await (await import('./agent-command.js')).runAgent(flags).catch(fail); });
 
 const models = program.command('models').description('model repositories and the registry');

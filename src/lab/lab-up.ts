@@ -173,6 +173,8 @@ function agentArgs(plan: LabPlan, h: LabPlan['hosts'][number], joinToken: string
   return [process.execPath, CLI, 'agent', '--control', plan.controlUrl, '--token', joinToken,
     '--data-dir', path.join(labDir(root, plan.spec.prefix), 'hosts', h.name), '--address', h.address,
     ...(h.site ? ['--site', h.site] : []), ...labels,
+    // Replicas share the host's limits, as containers without limits share a board: the host is the unit being emulated.
+    '--no-replica-limits',
     '--replica-ports', `${p.replicas[0]}-${p.replicas[1]}`, '--gateway-port', String(p.gateway), '--gateway-grpc-port', String(p.gateway_grpc)];
 }
 

@@ -12,7 +12,12 @@ import { pushModel } from '../../cli/model-push.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Requests per replica: small, so 4 replicas fit a 1-core board; the cgroups of the lab hosts do the real limiting. */
+/**
+ * Requests per replica: small, so 4 replicas fit a 1-core board. On a fleet
+ * the agent also enforces them as limits; lab agents run replicas without
+ * their own limits (--no-replica-limits), so there the host's cgroup is the
+ * only one, as for unlimited containers on a board.
+ */
 const REPLICA_RESOURCES = { cpu: 0.25, memory_mb: 200 };
 
 interface DeploymentDetail { status: { desired: number; ready: number; total: number }; deleting: boolean }
