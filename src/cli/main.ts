@@ -14,6 +14,7 @@ import { registerBenchCommands } from './bench-commands.js';
 import type { ControlFlags } from './fleet-up.js';
 import type { AgentFlags } from './agent-command.js';
 import type { ImageBuildFlags } from './image-commands.js';
+import type { RunFlags } from './compose-commands.js';
 
 // Commands load their modules when run: the agent must not carry the model
 // server, control plane and ONNX Runtime in its memory, and short commands start faster.
@@ -120,6 +121,29 @@ image.command('load <archive>')
   .description('load an image archive into the container engine')
   .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
   .action(async (archive: string, opts: { engine?: string }) => { await (await import('./image-commands.js')).imageLoad(archive, opts).catch(fail); });
+
+const compose = program.command('compose').description('multi-container apps from a Docker Compose v3 file, on this node\'s container engine');
+compose.command('up <file>')
+  .description('start the services in depends_on order, each once its dependencies accept connections')
+  .option('--project <name>', 'project name (default: the file\'s name: key, else its folder)')
+  .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
+  .action(async (file: string, opts: { project?: string; engine?: string }) => { await (await import('./compose-commands.js')).composeUpCommand(file, opts).catch(fail); });
+compose.command('down')
+  .description('stop and remove the containers of a project')
+  .requiredOption('--project <name>', 'project name')
+  .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
+  .action(async (opts: { project: string; engine?: string }) => { await (await import('./compose-commands.js')).composeDownCommand(opts).catch(fail); });
+program.command('run <image> [command...]')
+  .description('run an app container (any image) on this node\'s container engine')
+  .option('--name <name>', 'project and service name (default: from the image)')
+  .option('--port <port...>', 'published ports (host networking: the same on both sides)')
+  .option('--env <k=v...>', 'environment variables')
+  .option('--volume <mount...>', 'bind mounts: /host/path:/container/path[:ro]')
+  .option('--entrypoint <path>', 'entrypoint instead of the image\'s')
+  .option('--cpus <cores>', 'CPU limit in cores', Number)
+  .option('--memory <size>', 'memory limit, e.g. 512M')
+  .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
+  .action(async (img: string, command: string[], opts: RunFlags) => { await (await import('./compose-commands.js')).runCommand(img, command, opts).catch(fail); });
 
 // After `image`: the fleet commands add `image upload` and `image ls` (they talk to the control plane).
 registerFleetCommands(program, fail);

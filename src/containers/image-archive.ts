@@ -50,6 +50,7 @@ function entry(pack: tarStream.Pack, f: LayerFile): Promise<void> {
   return new Promise((resolve, reject) => {
     if (f.kind === 'dir') pack.entry({ ...header, name: `${f.path}/`, type: 'directory' }, (err) => (err ? reject(err) : resolve()));
     else if (f.kind === 'symlink') pack.entry({ ...header, type: 'symlink', linkname: f.target }, (err) => (err ? reject(err) : resolve()));
+    else if (f.content) pack.entry({ ...header, type: 'file', size: f.content.length }, f.content, (err) => (err ? reject(err) : resolve()));
     else {
       const sink = pack.entry({ ...header, type: 'file', size: f.size }, (err) => (err ? reject(err) : resolve()));
       pipeline(createReadStream(f.source!), sink).catch(reject);

@@ -61,7 +61,7 @@ async function inputsHash(layers: Layer[], platform: PlatformName, tag: string):
     hash.update(`layer ${layer.name}\n`);
     for (const f of layer.files) {
       const identity = f.kind === 'file' && f.size < CONTENT_HASH_BELOW
-        ? createHash('sha256').update(await readFile(f.source!)).digest('hex')
+        ? createHash('sha256').update(f.content ?? (await readFile(f.source!))).digest('hex')
         : `${f.source ?? f.target ?? ''}\t${f.mtimeMs}`;
       hash.update(`${f.path}\t${f.kind}\t${f.mode}\t${f.size}\t${identity}\n`);
     }

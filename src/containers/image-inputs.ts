@@ -25,6 +25,8 @@ export interface LayerFile {
   mode: number;
   /** Host file to copy (files). */
   source?: string;
+  /** Or the file's content, for files tern writes itself. */
+  content?: Buffer;
   /** Symlink target. */
   target?: string;
   size: number;
@@ -135,6 +137,19 @@ export async function modelsLayer(repository: string): Promise<Layer> {
   return { name: 'models', files };
 }
 
+/**
+ * Name resolution for a scratch image: without nsswitch.conf glibc asks DNS
+ * before /etc/hosts, and the names the engine writes into /etc/hosts (compose
+ * services, --add-host) would wait on a resolver that may not answer.
+ */
+function etcFiles(): LayerFile[] {
+  const text = (path: string, body: string): LayerFile => {
+    const content = Buffer.from(body);
+    return { path, kind: 'file', mode: 0o644, content, size: content.length, mtimeMs: 0 };
+  };
+  return [text('etc/nsswitch.conf', 'hosts: files dns\n'), text('etc/passwd', 'root:x:0:0:root:/root:/sbin/nologin\n'), text('etc/group', 'root:x:0:\n')];
+}
+
 function libDirs(triplet: string): string[] {
   return [`/lib/${triplet}`, `/usr/lib/${triplet}`];
 }
@@ -153,7 +168,7 @@ function missingLibrary(name: string, platform: PlatformName, needer: string): E
 export async function runtimeLayer(platform: PlatformName, nodeBinary: string, natives: string[]): Promise<Layer> {
   const target = PLATFORMS[platform];
   const dirs = libDirs(target.triplet);
-  const files: LayerFile[] = [await fileEntry(IMAGE_PATHS.node, nodeBinary), { path: 'tmp', kind: 'dir', mode: 0o1777, size: 0, mtimeMs: 0 }];
+  const files: LayerFile[] = [await fileEntry(IMAGE_PATHS.node, nodeBinary), { path: 'tmp', kind: 'dir', mode: 0o1777, size: 0, mtimeMs: 0 }, ...etcFiles()];
   const libs = new Map<string, string>();
   let interpreter: string | undefined;
   const queue = [nodeBinary, ...natives];

@@ -23,6 +23,7 @@ import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import type { ReplicaSpec } from '../../protocol/fleet.js';
 import { connectEngine, engineMessage, isNotFound, type Engine } from '../../containers/engine.js';
+import { cpuReservation } from '../../containers/limits.js';
 import { containerUsage, type CpuSample, type EngineStats } from '../../containers/container-stats.js';
 import { checkPlatform, inspectImage, loadImageArchive } from '../../containers/images.js';
 import { fetchImageArchive } from '../image-fetch.js';
@@ -51,8 +52,6 @@ export interface ContainerDriverConfig extends DriverContext {
 }
 
 const LOG_LINES = 12;
-/** CPU weight per reserved core, against 1024 for each busy process of the host (see cpuReservation). */
-const SHARES_PER_CORE = 8192;
 const MODELS_MOUNT = '/models';
 
 function portFree(port: number): Promise<boolean> {
@@ -88,23 +87,6 @@ export function describeLimits(engine: Engine, info: Docker.ContainerInspectInfo
   const mem = (info.HostConfig.Memory ?? 0) / 1024 / 1024;
   const parts = [cpu > 0 ? `cpu ${cpu} cores` : 'cpu unlimited', mem > 0 ? `memory ${Math.round(mem)} MB` : 'memory unlimited'];
   return `limits enforced: ${engine.kind} ${engine.version} container: ${parts.join(', ')}`;
-}
-
-/**
- * A replica's cores are a reservation as well as a cap, as for a Kubernetes
- * pod with equal request and limit: NanoCpus caps it, and a CPU weight keeps
- * it from getting less when the host is busy. The weight only counts against
- * the host's other work when the container's group sits beside it, so with
- * the cgroupfs manager the container's cgroup goes at the root (the engines'
- * default parents, libpod_parent and docker, weigh as one ordinary process
- * each); with systemd-managed cgroups the engine's slice is kept.
- */
-export function cpuReservation(engine: Engine, cores: number): Pick<Docker.HostConfig, 'NanoCpus' | 'CpuShares' | 'CgroupParent'> {
-  return {
-    NanoCpus: Math.round(cores * 1e9),
-    CpuShares: Math.max(2, Math.min(262_144, Math.round(cores * SHARES_PER_CORE))),
-    ...(engine.cgroupDriver === 'cgroupfs' ? { CgroupParent: '/' } : {}),
-  };
 }
 
 /**
