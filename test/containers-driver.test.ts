@@ -61,7 +61,7 @@ for (const { kind, ports } of ENGINES) {
 
     afterAll(async () => {
       if (engine) {
-        await removeOwned(engine.engine, driver.owner).catch(() => undefined);
+        if (driver) await removeOwned(engine.engine, driver.owner).catch(() => undefined);
         await engine.stop();
       }
       if (dataDir) removeDir(dataDir);

@@ -7,7 +7,7 @@ import { useLeanRuntime } from '../agent/footprint.js';
 
 export interface AgentFlags {
   control: string; token?: string; dataDir: string; label?: string[]; site?: string; zone?: string; address?: string;
-  replicaPorts: string; gateway: boolean; gatewayPort: number; gatewayGrpcPort: number;
+  replicaPorts: string; gateway: boolean; gatewayPort: number; gatewayGrpcPort: number; replicaLimits: boolean;
   containerEngine?: string; containerImage?: string; containerPlatforms?: string[];
 }
 
@@ -38,6 +38,7 @@ export async function runAgent(f: AgentFlags): Promise<void> {
     containerDriver: f.containerEngine || f.containerImage || f.containerPlatforms
       ? { engine: f.containerEngine, image: f.containerImage, platforms: f.containerPlatforms }
       : undefined,
+    ...(f.replicaLimits === false ? { processDriver: { cgroups: false } } : {}),
   });
   const gw = agent.gateway ? `, gateway on HTTP ${agent.gateway.httpPort} and gRPC ${agent.gateway.grpcPort}` : '';
   process.stdout.write(`tern agent running as node ${agent.nodeId}${gw}\n`);

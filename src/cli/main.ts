@@ -10,6 +10,8 @@ import { parseList, parsePort, parsePositiveInt } from './options.js';
 import type { ServeFlags } from './serve-command.js';
 import { registerFleetCommands } from './fleet-commands.js';
 import { registerContainerCommands } from './container-commands.js';
+import { registerLabCommands } from './lab-commands.js';
+import { registerBenchCommands } from './bench-commands.js';
 import type { ControlFlags } from './fleet-up.js';
 import type { AgentFlags } from './agent-command.js';
 import type { ImageBuildFlags } from './image-commands.js';
@@ -52,6 +54,8 @@ function withControlOptions(cmd: Command, dataDir: string): Command {
     .option('--port <port>', 'REST API and dashboard port', parsePort, 7000)
     .option('--mqtt-port <port>', 'embedded MQTT broker port', parsePort, 7883)
     .option('--mqtt-url <url>', 'use an external MQTT broker (e.g. mqtt://localhost:1883) instead of the embedded one')
+    .option('--mqtt-username <user>', 'the control plane\'s user on the external broker (password from TERN_MQTT_PASSWORD)')
+    .option('--mqtt-dynsec', 'create and delete node accounts on an external Mosquitto through its dynamic-security plugin')
     .option('--advertise <host>', 'host agents use to reach this machine')
     .option('--admin-password <password>', 'password of the first admin (default: generated and printed once)');
 }
@@ -70,7 +74,7 @@ withGatewayOptions(withControlOptions(program.command('up').description('run ter
 withGatewayOptions(withControlOptions(program.command('control').description('run the control plane (API, MQTT broker, scheduler, registry, gateway)'), '.tern/control'))
   .action(async (flags: ControlFlags) => { await (await fleet()).runControl(flags).catch(fail); });
 
-program.command('agent').description('run a node agent that joins a control plane')
+withGatewayOptions(program.command('agent').description('run a node agent that joins a control plane'))
   .requiredOption('--control <url>', 'control plane URL, e.g. http://10.0.0.1:7000')
   .option('--token <token>', 'join token (not needed once joined: the identity is kept in the data dir)')
   .option('--data-dir <dir>', 'agent state: identity, model cache, replicas', '.tern/agent')
@@ -79,12 +83,10 @@ program.command('agent').description('run a node agent that joins a control plan
   .option('--zone <zone>', 'zone')
   .option('--address <addr>', 'address other nodes use to reach this node')
   .option('--replica-ports <from-to>', 'port range for replicas (each takes a pair: HTTP, gRPC)', '20000-20999')
-  .option('--gateway-port <port>', 'gateway HTTP port (OIP v2 REST, TF Serving REST, apps, /metrics)', parsePort, 8000)
-  .option('--gateway-grpc-port <port>', 'gateway gRPC port (OIP v2 GRPCInferenceService)', parsePort, 8001)
-  .option('--no-gateway', 'do not run a gateway on this node')
   .option('--container-engine <url>', 'container engine for the container runtime (unix:///run/podman/podman.sock, tcp://host:2375; default: DOCKER_HOST or a default socket)')
   .option('--container-image <ref>', 'model-server image for container replicas (default: tern/serve:<version>-<arch>)')
   .option('--container-platforms <list>', 'platforms this node runs images of, its own first (e.g. linux/amd64,linux/arm64 with qemu-user)', parseList)
+  .option('--no-replica-limits', 'run replicas without their own cgroup limits: they share the node\'s (e.g. a lab host\'s)')
   .action(async (flags: AgentFlags) => { await (await import('./agent-command.js')).runAgent(flags).catch(fail); });
 
 const models = program.command('models').description('model repositories and the registry');
@@ -148,5 +150,7 @@ registerContainerCommands(program, fail);
 
 // After `image`: the fleet commands add `image upload` and `image ls` (they talk to the control plane).
 registerFleetCommands(program, fail);
+registerLabCommands(program, fail);
+registerBenchCommands(program, fail);
 
 program.parseAsync().catch(fail);

@@ -10,6 +10,8 @@ import { builtinModules } from 'node:module';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+// The asm.js build: no WebAssembly, which the lean agent runtime does not have.
+import { parse } from 'es-module-lexer/js';
 
 /** Modules (inside dist/) that run in the image: the CLI entry, `tern serve`, and the session worker thread. */
 export const SERVE_ENTRIES = ['cli/main.js', 'cli/serve-command.js', 'serving/runtimes/onnx-worker.js'];
@@ -26,10 +28,10 @@ function packageName(specifier: string): string {
 
 /** Import specifiers of one compiled module (static `import ... from`, `export ... from`, bare `import 'x'`). */
 export function staticImports(source: string): string[] {
-  const out: string[] = [];
-  for (const m of source.matchAll(/\bfrom\s*['"]([^'"\n]+)['"]/g)) out.push(m[1]);
-  for (const m of source.matchAll(/^\s*import\s*['"]([^'"\n]+)['"]/gm)) out.push(m[1]);
-  return out;
+  // A real lexer, not a regex: text such as `'... comes from', 'x'` in a string is no import.
+  // Dynamic import() is left out on purpose: that is how optional parts (sharp) stay out.
+  const [imports] = parse(source);
+  return imports.filter((i) => i.d === -1 && i.n !== undefined).map((i) => i.n!);
 }
 
 /** Dist modules reachable from the entries and the bare packages they import. */

@@ -10,6 +10,8 @@ import type { Store } from '../store/store.js';
 export interface ControlApiHooks {
   /** Desired state changed (deployment or node scheduling flags); the reconciler re-plans. */
   desiredStateChanged(reason: string): void;
+  /** A node was given a token: make it valid on the broker before the node is told to connect. */
+  nodeCredentials?(node: string, token: string): Promise<void>;
   /** A node left the fleet: forget its MQTT session, clear its retained desired state. */
   nodeRemoved?(node: string): void;
 }
