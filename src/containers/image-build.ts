@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { writeImageArchive, type ImageConfig, type WrittenImage } from './image-archive.js';
@@ -90,6 +90,21 @@ function imageConfig(platform: PlatformName, version: string, hash: string, with
   };
 }
 
+/** Earlier archives of the same tag: each is ~150 MB, and only the newest inputs matter. */
+async function pruneOlder(dir: string, keep: string, tag: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (!name.endsWith('.tar.json')) continue;
+    const archive = path.join(dir, name.slice(0, -'.json'.length));
+    if (archive === keep) continue;
+    const meta = await readFile(path.join(dir, name), 'utf8').then((t) => JSON.parse(t) as { tag?: string }, () => undefined);
+    // Archives written before tags were recorded are pruned too: they cannot be matched to a build.
+    if (meta && (meta.tag === tag || meta.tag === undefined)) {
+      await rm(archive, { force: true });
+      await rm(path.join(dir, name), { force: true });
+    }
+  }
+}
+
 export async function buildImage(options: ImageBuildOptions): Promise<BuiltImage> {
   const progress = options.onProgress ?? (() => undefined);
   const root = path.resolve(options.projectRoot);
@@ -121,6 +136,7 @@ export async function buildImage(options: ImageBuildOptions): Promise<BuiltImage
   const tmp = `${archive}.tmp-${process.pid}`;
   const written = await writeImageArchive(tmp, tag, layers, imageConfig(options.platform, version, hash, !!options.models));
   await rename(tmp, archive);
-  await writeFile(meta, JSON.stringify(written));
+  await writeFile(meta, JSON.stringify({ ...written, tag }));
+  await pruneOlder(dir, archive, tag);
   return { ...written, archive, tag, platform: options.platform, inputsHash: hash, cached: false };
 }
