@@ -7,6 +7,7 @@
  * of its inputs) and loaded into an engine only when the engine lacks that build.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Engine, EngineKind } from '../src/containers/engine.js';
@@ -55,7 +56,10 @@ export type TestEngine = LocalEngine;
  * helpers' resources), optionally inside network namespace `netns`.
  */
 export function startEngine(kind: EngineKind, name: string, netns?: string, options: { insecureRegistries?: string[] } = {}): Promise<TestEngine> {
-  return startLocalEngine(kind, { name, workDir: path.join(TEST_HOME, 'engines'), netns, ...options });
+  // Sockets, pid files and data roots are machine-wide: a checkout-specific suffix keeps two checkouts
+  // running these tests at once (a developer's worktree and main) from taking over each other's engines.
+  const checkout = createHash('sha256').update(path.resolve('.')).digest('hex').slice(0, 4);
+  return startLocalEngine(kind, { name: `${name}-${checkout}`, workDir: path.join(TEST_HOME, 'engines'), netns, ...options });
 }
 
 /** Builds (or reuses) the model-server image for `platform` and loads it into the engine unless it has this very build. */
