@@ -15,12 +15,32 @@ import { PLATFORMS, type PlatformName } from './platform.js';
 
 const exec = promisify(execFile);
 
+/**
+ * The version of `pkg` to use: the builder's own Node version when npm has it
+ * (not every patch release is published), else the newest of the same major.
+ */
+async function packageVersion(pkg: string): Promise<string> {
+  const own = process.version.slice(1);
+  const { stdout } = await exec('npm', ['view', pkg, 'versions', '--json'], { maxBuffer: 4 << 20 });
+  const versions = JSON.parse(stdout) as string[];
+  if (versions.includes(own)) return own;
+  const major = own.split('.')[0];
+  const same = versions.filter((v) => v.split('.')[0] === major && /^\d+\.\d+\.\d+$/.test(v));
+  const newest = same.sort((a, b) => a.localeCompare(b, undefined, { numeric: true })).at(-1);
+  if (!newest) throw new Error(`npm has no ${pkg} for Node ${major}.x`);
+  return newest;
+}
+
 async function fetchNodePackage(nodeArch: string, cacheDir: string): Promise<string> {
-  const version = process.version.slice(1);
   const pkg = `node-linux-${nodeArch}`;
-  const dir = path.join(cacheDir, `${pkg}-${version}`);
+  const cached = path.join(cacheDir, `${pkg}-${process.version.slice(1)}`, 'bin', 'node');
+  if (existsSync(cached)) return cached;
+  const version = await packageVersion(pkg).catch((err: unknown) => {
+    throw new Error(`cannot find ${pkg} on npm: ${(err as Error).message.split('\n')[0]}`);
+  });
+  // Kept under the builder's version, so the next build finds it without asking npm.
+  const dir = path.join(cacheDir, `${pkg}-${process.version.slice(1)}`);
   const binary = path.join(dir, 'bin', 'node');
-  if (existsSync(binary)) return binary;
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
