@@ -64,7 +64,7 @@ describe.skipIf(!enabled)('arm64 image under qemu-user emulation', () => {
   afterAll(async () => {
     await Promise.all(handles.map((h) => h.stop(2000).catch(() => undefined)));
     if (engine) {
-      await removeOwned(engine.engine, driver.owner).catch(() => undefined);
+      if (driver) await removeOwned(engine.engine, driver.owner).catch(() => undefined);
       await engine.stop();
     }
     if (dataDir) removeDir(dataDir);
