@@ -135,7 +135,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   let facts: Promise<NodeFacts> | undefined;
   const getFacts = () => {
-    facts ??= collectFacts(options).catch((err: unknown) => {
+    facts ??= collectFacts({ ...options, runtimes: options.containerDriver ? ['process', 'container'] : ['process'] }).catch((err: unknown) => {
       facts = undefined;
       throw err;
     });

@@ -17,6 +17,8 @@ import { compiledScript, SCRIPTS } from './scripts.js';
 
 export interface FactsConfig {
   labels?: Record<string, string>;
+  /** Runtimes this node offers (the container runtime only when the agent has an engine configured). */
+  runtimes?: ('process' | 'container' | 'microvm')[];
   site?: string;
   zone?: string;
   location?: { lat: number; lon: number };
@@ -76,5 +78,6 @@ export async function collectFacts(config: FactsConfig = {}, probe?: HardwarePro
     location: config.location,
     address: config.address ?? defaultAddress(),
     agent_version: AGENT_VERSION,
+    ...(config.runtimes ? { runtimes: config.runtimes } : {}),
   };
 }

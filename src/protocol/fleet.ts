@@ -57,6 +57,8 @@ export const NodeFactsSchema = z.object({
   /** Address other nodes and gateways use to reach this node's replicas. */
   address: z.string(),
   agent_version: z.string(),
+  /** Runtimes this node can run replicas with (absent: an agent from before runtimes were reported; not filtered on). */
+  runtimes: z.array(z.enum(['process', 'container', 'microvm'])).optional(),
 });
 export type NodeFacts = z.infer<typeof NodeFactsSchema>;
 

@@ -35,6 +35,19 @@ describe('scheduler', () => {
     expect(r2.refusals[0]).toMatch(/lacks cpu \(0.5 needed, 0.20 free\)/);
   });
 
+  it('places container replicas only on nodes that report a container runtime', () => {
+    const plain = node('plain');
+    plain.facts.runtimes = ['process'];
+    const withEngine = node('engine');
+    withEngine.facts.runtimes = ['process', 'container'];
+    expect(schedule('d', spec({ runtime: 'container' }), 2, [plain, withEngine]).placements.map((p) => p.node)).toEqual(['engine', 'engine']);
+    const none = schedule('d', spec({ runtime: 'container' }), 1, [plain]);
+    expect(none.unplaced).toBe(1);
+    expect(none.refusals.join('; ')).toMatch(/plain has no container runtime \(runs process\)/);
+    // Agents that do not report runtimes are not filtered.
+    expect(schedule('d', spec({ runtime: 'container' }), 1, [node('old')]).placements).toHaveLength(1);
+  });
+
   it('matches selectors on facts such as arch', () => {
     const arm = node('pi');
     arm.facts.arch = 'arm64';

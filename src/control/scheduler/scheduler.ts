@@ -46,6 +46,7 @@ export function nodeLabels(n: NodeView): Record<string, string> {
 export function refusal(n: NodeView, spec: DeploymentSpec): string | undefined {
   if (n.state !== 'ready') return `${n.id} is ${n.state}`;
   if (n.cordoned) return `${n.id} is cordoned`;
+  if (n.facts.runtimes && !n.facts.runtimes.includes(spec.runtime)) return `${n.id} has no ${spec.runtime} runtime (runs ${n.facts.runtimes.join(', ')})`;
   const selector = Object.entries(spec.selector);
   if (selector.length > 0) {
     const labels = nodeLabels(n);
