@@ -20,6 +20,13 @@ beforeAll(async () => {
   cfg.dynamic_batching = { max_queue_delay_us: 0, max_queue_size: 2 };
   cfg.max_batch_size = 1;
   writeFileSync(cfgPath, JSON.stringify(cfg));
+  // The demo config batches only what queues while a batch runs (no delay); on a loaded CI
+  // machine 48 requests may then trickle in one by one. A 20 ms window makes batches form
+  // from arrivals alone, which is the behaviour under test.
+  const mediumPath = path.join(repo, 'synthetic-medium', 'config.json');
+  const medium = JSON.parse(readFileSync(mediumPath, 'utf8'));
+  medium.dynamic_batching = { ...medium.dynamic_batching, max_queue_delay_us: 20_000 };
+  writeFileSync(mediumPath, JSON.stringify(medium));
   writeFileSync(path.join(repo, 'apps.json'), JSON.stringify({ apps: [
     { name: 'slow', model: 'synthetic-large', slo_ms: 5, default_output: 'busy' },
     { name: 'ghost', model: 'not-deployed', slo_ms: 50, default_output: [0, 0] },

@@ -1,10 +1,11 @@
 /** The tern command as a user runs it: a real process, one-line errors, clean shutdown. */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { LEAN_V8_FLAGS } from '../src/agent/footprint.js';
 import { getJson, postJson, removeDir } from './helpers.js';
 
 const CLI = path.resolve('dist/cli/main.js');
@@ -72,4 +73,17 @@ describe('tern CLI', () => {
     expect(await server.exited).toBe(0);
   });
 
+
+  it('tern-agent and ./tern agent start the agent with the lean V8 flags from the first instruction', async () => {
+    const flags = LEAN_V8_FLAGS.join(' ');
+    const entry = path.resolve('dist/cli/agent-main.js');
+    expect(readFileSync(entry, 'utf8').split('\n')[0]).toBe(`#!/usr/bin/env -S node ${flags}`);
+    expect(readFileSync(path.resolve('tern'), 'utf8')).toContain(`exec node ${flags} "$ROOT/dist/cli/main.js" "$@"`);
+    const pkg = JSON.parse(readFileSync(path.resolve('package.json'), 'utf8')) as { bin: Record<string, string> };
+    expect(pkg.bin['tern-agent']).toBe('dist/cli/agent-main.js');
+    // The entry is the agent command: its help is the agent's.
+    const { stdout } = await run('node', [...LEAN_V8_FLAGS, entry, '--help']);
+    expect(stdout).toMatch(/Usage: tern agent \[options\]/);
+    expect(stdout).toContain('--control <url>');
+  });
 });

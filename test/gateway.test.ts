@@ -5,7 +5,7 @@
  * headers that say where a request went, the metrics, the errors of the
  * gateway's own, and the drain protocol of a scale-down.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -143,6 +143,10 @@ describe('the gateway speaks every protocol of tern serve', () => {
       expect((await call<{ name: string }>('ModelMetadata', { name: 'iris' })).res?.name).toBe('iris');
       const late = await call('ModelInfer', { model_name: 'iris', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }] }, 0);
       expect(late.err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+      // The replica's own error comes through unchanged (status and message), not retried elsewhere.
+      const bad = await call('ModelInfer', { model_name: 'iris', inputs: [{ name: 'wrong', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [1, 2, 3, 4] } }] });
+      expect(bad.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(bad.err?.details).toMatch(/missing input 'input'/);
       const unknown = await call('ModelInfer', { model_name: 'nope', inputs: [] });
       expect(unknown.err?.code).toBe(grpc.status.NOT_FOUND);
       expect(unknown.err?.details).toMatch(/deployment nope is unknown to this gateway/);
@@ -199,7 +203,10 @@ describe('hedged requests', () => {
     const url = `${gatewayUrl(agents[0])}/v2/models/hedged/infer`;
     for (let i = 0; i < 80; i++) expect((await postJson(url, irisInput())).status).toBe(200); // learn the p95
     const local = cp.store.replicas.listByDeployment('hedged').find((r) => r.node === agents[0].nodeId)!;
-    const pid = Number(readFileSync(path.join(dir, 'a', 'replicas', local.id, 'pid'), 'utf8'));
+    // On a loaded machine a replica may be mid-restart (its pid file comes back with the new process).
+    const pidFile = path.join(dir, 'a', 'replicas', local.id, 'pid');
+    expect(await waitFor(() => existsSync(pidFile), 10_000)).toBe(true);
+    const pid = Number(readFileSync(pidFile, 'utf8'));
     process.kill(pid, 'SIGSTOP');
     try {
       const nodes = new Set<string>();

@@ -211,3 +211,81 @@ describe.skipIf(!installed && !required)('the whole fleet over Mosquitto (tern c
     expect(await until(() => cp.store.nodes.get(agent.nodeId)?.state === 'down', 5_000, 50)).toBe(true);
   }, 60_000);
 });
+
+/** Where Debian puts Mosquitto's dynamic-security plugin (the path has the machine's multiarch triplet). */
+const DYNSEC_PLUGIN = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib']
+  .map((d) => path.join(d, 'mosquitto_dynamic_security.so')).find((p) => existsSync(p));
+
+describe.skipIf(!installed && !required)('the whole fleet over Mosquitto with dynamic security (tern control --mqtt-dynsec)', () => {
+  const ADMIN_PASSWORD = 'dynsec-admin-secret';
+  let mosquitto: Mosquitto;
+  let dir: string;
+  let cp: Awaited<ReturnType<typeof import('../src/control/control-plane.js').startControlPlane>>;
+  beforeAll(async () => {
+    if (!DYNSEC_PLUGIN) throw new Error('mosquitto_dynamic_security.so not found (it ships in Debian\'s mosquitto package)');
+    mosquitto = await startMosquitto((d) => ['allow_anonymous false', `plugin ${DYNSEC_PLUGIN}`, `plugin_opt_config_file ${path.join(d, 'dynsec.json')}`], {}, (d) => {
+      // What an operator does once: create the plugin's admin, whom tern control then logs in as.
+      execFileSync('/usr/bin/mosquitto_ctrl', ['dynsec', 'init', path.join(d, 'dynsec.json'), 'admin', ADMIN_PASSWORD], { stdio: 'ignore' });
+      chmodSync(d, 0o777); // the plugin, running as the mosquitto user, rewrites its file on every change
+      chmodSync(path.join(d, 'dynsec.json'), 0o666);
+    });
+    dir = mkdtempSync(path.join(tmpdir(), 'tern-fleet-dynsec-'));
+    const { startControlPlane } = await import('../src/control/control-plane.js');
+    cp = await startControlPlane({
+      dataDir: path.join(dir, 'control'), host: '127.0.0.1', port: 0, mqttUrl: mosquitto.url,
+      mqttUsername: 'admin', mqttPassword: ADMIN_PASSWORD, mqttDynsec: true, adminPassword: 'dynsec-fleet', log,
+    });
+  });
+  afterAll(async () => {
+    await cp?.close();
+    await mosquitto?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('gives a joining node a broker account limited to its topics, and deletes it with the node', async () => {
+    const { createJoinToken } = await import('../src/control/auth/accounts.js');
+    const { startAgent } = await import('../src/agent/agent.js');
+    const { loadIdentity } = await import('../src/agent/identity.js');
+    const { DeploymentSpecSchema } = await import('../src/protocol/fleet.js');
+    const { DEMO_REPO } = await import('./helpers.js');
+    await cp.registry.importFile('iris-logreg', path.join(DEMO_REPO, 'iris-logreg', '1', 'model.onnx'), { format: 'onnx' });
+    const agentDir = path.join(dir, 'agent');
+    const agent = await startAgent({ controlUrl: cp.url, token: createJoinToken(cp.store, 600).token, dataDir: agentDir, address: '127.0.0.1', log });
+    const node = agent.nodeId;
+    try {
+      // Heartbeats in and desired state out both pass the node's own ACL.
+      expect(await until(() => cp.store.nodes.get(node)?.last_heartbeat_ms != null, 15_000, 100)).toBe(true);
+      cp.store.deployments.create(DeploymentSpecSchema.parse({ name: 'iris', model: 'iris-logreg', replicas: 1, resources: { cpu: 0.25, memory_mb: 128 } }), '1');
+      cp.reconciler.trigger('test deployment');
+      expect(await until(() => cp.store.replicas.listByDeployment('iris').some((r) => r.state === 'ready'), 30_000, 100)).toBe(true);
+    } finally {
+      await agent.close();
+    }
+    const { node_token: token } = (await loadIdentity(agentDir))!;
+    await expect(rawClient(mosquitto.url, { username: node, password: 'not-the-token', clientId: agentClientId(node) })).rejects.toThrow(/not authorized|bad user/i);
+
+    // The node's account may not touch another node's topics: Mosquitto drops such a publish.
+    const spy = await rawClient(mosquitto.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: 'spy' });
+    const seen: string[] = [];
+    spy.on('message', (topic) => seen.push(topic));
+    await spy.subscribeAsync('tern/nodes/#');
+    const forger = await rawClient(mosquitto.url, { username: node, password: token, clientId: agentClientId(node) });
+    await forger.publishAsync(topics.heartbeat('someone-else'), JSON.stringify(heartbeat(1)), { qos: 1 });
+    await forger.publishAsync(topics.presence(node), 'probe', { qos: 1 });
+    expect(await until(() => seen.includes(topics.presence(node)), 5000)).toBe(true);
+    expect(seen).not.toContain(topics.heartbeat('someone-else'));
+    await forger.endAsync();
+
+    // Removing the node (down, so removable) deletes its broker account.
+    expect(await until(() => cp.store.nodes.get(node)?.state === 'down', 5_000, 50)).toBe(true);
+    const login = await (await fetch(`${cp.url}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'dynsec-fleet' }) })).json() as { token: string };
+    const removed = await fetch(`${cp.url}/api/v1/nodes/${node}`, { method: 'DELETE', headers: { authorization: `Bearer ${login.token}` } });
+    expect(removed.status).toBe(200);
+    let refused = false;
+    for (const end = Date.now() + 5000; !refused && Date.now() < end; await sleep(100)) {
+      refused = await rawClient(mosquitto.url, { username: node, password: token, clientId: agentClientId(node) }).then((c) => { c.end(true); return false; }, () => true);
+    }
+    expect(refused).toBe(true);
+    await spy.endAsync();
+  }, 60_000);
+});

@@ -24,6 +24,7 @@ import { CommandLog, type AgentCommand } from './commands.js';
 import './drivers/builtin.js';
 import type { ProcessDriverConfig } from './drivers/process-driver.js';
 import { ProcessDriver } from './drivers/process-driver.js';
+import { ContainerDriver, type ContainerDriverConfig } from './drivers/container-driver.js';
 import { createDriver, type RuntimeName } from './drivers/driver.js';
 import { collectFacts, type FactsConfig } from './facts.js';
 import { Hub } from './hub.js';
@@ -56,6 +57,8 @@ export interface AgentOptions extends FactsConfig {
   stableAfterMs?: number;
   stopGraceMs?: number;
   processDriver?: Omit<ProcessDriverConfig, 'dataDir' | 'log'>;
+  /** The container runtime's engine and image; when set, the agent adopts its containers at start (else dockerode is never loaded unless a container replica arrives). */
+  containerDriver?: Omit<ContainerDriverConfig, 'dataDir' | 'log' | 'nodeId'>;
   /** Run the node's gateway on these ports (`tern agent` does by default; off when absent). */
   gateway?: GatewayPorts;
 }
@@ -103,16 +106,23 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     dataDir, cache,
     ports: new PortAllocator(options.portRange ?? DEFAULT_PORT_RANGE),
     report: (status) => bus.emit(MESSAGES.replicaStatus, status),
-    driver: (name: RuntimeName) => (name === 'process'
-      ? new ProcessDriver({ ...options.processDriver, dataDir, log })
-      : createDriver(name, { dataDir, log })),
+    driver: (name: RuntimeName) => {
+      const nodeId = () => identity?.node_id;
+      if (name === 'process') return new ProcessDriver({ ...options.processDriver, dataDir, log });
+      const control = () => (identity ? { controlUrl, token: identity.node_token } : undefined);
+      if (name === 'container') return new ContainerDriver({ ...options.containerDriver, dataDir, log, nodeId, control });
+      return createDriver(name, { dataDir, log, nodeId });
+    },
     restartBackoff: options.restartBackoff,
     stableAfterMs: options.stableAfterMs,
     stopGraceMs: options.stopGraceMs,
     log,
   });
   // Workloads of a previous agent run: adopted by drivers that can, cleaned up by the others.
-  await supervisor.driver('process').adopt?.();
+  await supervisor.adopt(['process']);
+  if (options.containerDriver) {
+    await supervisor.adopt(['container']).catch((err: unknown) => log.error({ err: (err as Error).message }, 'cannot list the containers of a previous agent run'));
+  }
 
   // Edge autonomy: with an identity, serve the saved desired state before reaching the control plane.
   if (identity) {
@@ -120,6 +130,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const restored = await supervisor.restore();
     if (restored) log.info({ node: identity.node_id, revision: restored.revision, replicas: restored.replicas.length }, 'serving the saved desired state');
   }
+  await supervisor.removeOrphans();
 
 
   let facts: Promise<NodeFacts> | undefined;

@@ -3,8 +3,10 @@
  * the node binary's pages, shared with the replicas, which are node too); with
  * the MQTT client, zod and pino loaded, the agent would sit near 70-75 MB.
  * V8's lite mode (interpreter only: no JIT code, smaller heap reservations)
- * and a small young generation bring it to ~57-65 MB; the agent's work (a
- * heartbeat a second, MQTT, a few HTTP calls) does not need a JIT.
+ * and a small young generation bring it to ~56 MB when given on the command
+ * line (`tern-agent`, `./tern agent`), ~62 MB when set at run time here, after
+ * the CLI was compiled by the optimizing tiers; the agent's work (a heartbeat
+ * a second, MQTT, a few HTTP calls) does not need a JIT.
  *
  * Lite mode has no WebAssembly: once it is on, a WebAssembly compile is a fatal
  * V8 error, and fetch compiles its HTTP parser to WebAssembly. So the agent

@@ -16,7 +16,7 @@ import { mkdir, readdir, rename, rm, stat, utimes, lstat } from 'node:fs/promise
 import type http from 'node:http';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { clientFor } from './http-client.js';
+import { httpGet, readSnippet } from './http-client.js';
 
 export const MODEL_FILE = 'model.onnx';
 
@@ -61,28 +61,6 @@ async function dirSize(p: string): Promise<number> {
   let total = 0;
   for (const e of await readdir(p)) total += await dirSize(path.join(p, e));
   return total;
-}
-
-async function httpGet(url: string, headers: Record<string, string>, idleMs: number): Promise<http.IncomingMessage> {
-  const client = await clientFor(url);
-  return new Promise((resolve, reject) => {
-    const req = client.get(url, { headers }, resolve);
-    req.setTimeout(idleMs, () => req.destroy(new Error(`no data for ${idleMs} ms`)));
-    req.on('error', reject);
-  });
-}
-
-async function readSnippet(res: http.IncomingMessage, max = 500): Promise<string> {
-  let text = '';
-  for await (const chunk of res) {
-    if (text.length < max) text += (chunk as Buffer).toString('utf8');
-  }
-  try {
-    const body = JSON.parse(text) as { message?: string; error?: string };
-    return body.message ?? body.error ?? text.slice(0, max);
-  } catch {
-    return text.slice(0, max);
-  }
 }
 
 export class ModelCache {

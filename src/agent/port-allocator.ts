@@ -54,6 +54,12 @@ export class PortAllocator {
     throw new Error(`no free port pair in ${this.range.from}-${this.range.to} (${this.reserved.size} reserved by replicas)`);
   }
 
+  /** Reserves the pair a running workload already listens on (one adopted after an agent restart), without a test bind. */
+  claim(owner: string, port: number): void {
+    this.release(owner);
+    this.reserved.set(port, owner);
+  }
+
   release(owner: string): void {
     for (const [p, o] of this.reserved) if (o === owner) this.reserved.delete(p);
   }

@@ -9,14 +9,17 @@
  *   (a replica id whose generation grew is restarted with the new spec);
  * - reports every state change as a ReplicaStatus on the bus;
  * - persists the last applied desired state to `<dataDir>/desired.json`, so a
- *   restarted agent serves again before it reaches the control plane.
+ *   restarted agent serves again before it reaches the control plane;
+ * - takes back workloads that outlived the previous agent run (containers):
+ *   a desired replica of the same generation is supervised again instead of
+ *   being started twice, any other is an orphan and is removed.
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { DesiredStateSchema, type DesiredState, type ReplicaSpec, type ReplicaState, type ReplicaStatus } from '../protocol/fleet.js';
 import { Backoff, DEFAULT_BACKOFF, sleep, type BackoffConfig } from './backoff.js';
-import { createDriver, type ReplicaHandle, type RuntimeDriver, type RuntimeName } from './drivers/driver.js';
+import { createDriver, type AdoptedReplica, type ReplicaHandle, type RuntimeDriver, type RuntimeName } from './drivers/driver.js';
 import type { ModelCache, CachedModel } from './model-cache.js';
 import type { PortAllocator } from './port-allocator.js';
 import { readStateFile, STATE_FILES, writeStateFile } from './state-files.js';
@@ -88,7 +91,8 @@ class ReplicaRunner {
   private loop: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
 
-  constructor(readonly spec: ReplicaSpec, private readonly deps: RunnerDeps) {
+  /** `adopted`: the replica's workload, still running from the previous agent run. */
+  constructor(readonly spec: ReplicaSpec, private readonly deps: RunnerDeps, private adopted?: ReplicaHandle) {
     this.backoff = new Backoff(deps.backoff);
   }
 
@@ -127,12 +131,19 @@ class ReplicaRunner {
           this.model = await deps.cache.acquire({ sha256: spec.sha256, format: spec.format });
           if (this.stopped) break;
         }
+        const adopted = this.adopted;
+        this.adopted = undefined;
         const lastPort = this.port ?? deps.lastPort(spec.id);
-        deps.ports.release(spec.id);
-        this.port = await deps.ports.allocate(spec.id, lastPort);
+        if (adopted) {
+          deps.ports.claim(spec.id, adopted.port);
+          this.port = adopted.port;
+        } else {
+          deps.ports.release(spec.id);
+          this.port = await deps.ports.allocate(spec.id, lastPort);
+          this.set('starting', this.restarts > 0 ? `restart #${this.restarts}` : undefined);
+        }
         if (this.port !== lastPort) deps.portAssigned(spec.id, this.port);
-        this.set('starting', this.restarts > 0 ? `restart #${this.restarts}` : undefined);
-        const handle = await driver.start(spec, this.model.dir, this.port, { signal: this.lifetime.signal });
+        const handle = adopted ?? await driver.start(spec, this.model.dir, this.port, { signal: this.lifetime.signal });
         if (this.stopped) {
           await handle.stop(deps.stopGraceMs);
           break;
@@ -197,7 +208,15 @@ class ReplicaRunner {
     return this.stopping;
   }
 
-  async stats(): Promise<{ cpu_percent?: number; rss_bytes?: number }> {
+  /** Lets go of a workload that outlives the agent (agent shutdown): it keeps running, to be adopted by the next agent run. */
+  detach(): void {
+    this.lifetime.abort();
+    this.model?.release();
+    this.model = undefined;
+    this.deps.ports.release(this.spec.id);
+  }
+
+  async stats(): Promise<{ cpu_percent?: number; rss_bytes?: number; net_rx_bytes?: number; net_tx_bytes?: number }> {
     const usage = await this.handle?.stats().catch(() => undefined);
     return usage ?? {};
   }
@@ -213,6 +232,8 @@ export class ReplicaSupervisor {
   private readonly ports = new Map<string, number>();
   private closed = false;
   private nodeId: string | undefined;
+  /** Workloads of the previous agent run, by replica id, until a desired replica claims them. */
+  private readonly adopted = new Map<string, AdoptedReplica & { runtime: RuntimeName }>();
   private readonly file: string;
   private readonly deps: RunnerDeps;
 
@@ -239,10 +260,36 @@ export class ReplicaSupervisor {
   driver(name: RuntimeName): RuntimeDriver {
     let d = this.drivers.get(name);
     if (!d) {
-      d = this.config.driver ? this.config.driver(name) : createDriver(name, { dataDir: this.config.dataDir, log: this.config.log });
+      d = this.config.driver ? this.config.driver(name) : createDriver(name, { dataDir: this.config.dataDir, log: this.config.log, nodeId: () => this.nodeId });
       this.drivers.set(name, d);
     }
     return d;
+  }
+
+  /**
+   * Asks the drivers for workloads of the previous agent run (call before
+   * restore()): process replicas are cleaned up, running containers are kept
+   * to be claimed by the desired state.
+   */
+  async adopt(runtimes: RuntimeName[]): Promise<number> {
+    for (const runtime of runtimes) {
+      for (const a of (await this.driver(runtime).adopt?.()) ?? []) this.adopted.set(a.replicaId, { ...a, runtime });
+    }
+    return this.adopted.size;
+  }
+
+  /** Removes adopted workloads no desired replica claimed (call after restore()). */
+  removeOrphans(): Promise<string[]> {
+    return this.serial(async () => {
+      const orphans = [...this.adopted.values()];
+      this.adopted.clear();
+      for (const o of orphans) {
+        this.config.log?.info({ replica: o.replicaId, generation: o.generation, runtime: o.runtime }, 'removing an orphaned workload of a previous agent run');
+        await o.handle.stop(this.deps.stopGraceMs).catch(() => undefined);
+        await this.driver(o.runtime).remove?.(o.replicaId).catch(() => undefined);
+      }
+      return orphans.map((o) => o.replicaId);
+    });
   }
 
   /** The revision of the desired state being applied (-1 before any). */
@@ -349,10 +396,18 @@ export class ReplicaSupervisor {
     await Promise.all(stops);
     for (const [id, spec] of wanted) {
       if (this.runners.has(id)) continue;
-      const runner = new ReplicaRunner(spec, this.deps);
+      const runner = new ReplicaRunner(spec, this.deps, this.claimAdopted(spec));
       this.runners.set(id, runner);
       runner.start();
     }
+  }
+
+  private claimAdopted(spec: ReplicaSpec): ReplicaHandle | undefined {
+    const a = this.adopted.get(spec.id);
+    if (!a || a.runtime !== spec.runtime || a.generation !== spec.generation) return undefined;
+    this.adopted.delete(spec.id);
+    this.config.log?.info({ replica: spec.id, generation: spec.generation, port: a.handle.port }, 'supervising a replica adopted from the previous agent run');
+    return a.handle;
   }
 
   private async remove(id: string, runner: ReplicaRunner): Promise<void> {
@@ -392,11 +447,17 @@ export class ReplicaSupervisor {
     })));
   }
 
-  /** Stops every replica (agent shutdown); desired.json stays, so the next start serves them again. */
+  /**
+   * Stops every replica (agent shutdown); desired.json stays, so the next start
+   * serves them again. Workloads that outlive the agent (containers) are left
+   * running for the next start to adopt.
+   */
   close(graceMs?: number): Promise<void> {
     return this.serial(async () => {
       this.closed = true;
-      await Promise.all([...this.runners.values()].map((r) => r.stop(graceMs)));
+      const runners = [...this.runners.values()];
+      for (const r of runners) if (this.driver(r.spec.runtime).outlivesAgent) r.detach();
+      await Promise.all(runners.filter((r) => !this.driver(r.spec.runtime).outlivesAgent).map((r) => r.stop(graceMs)));
       this.runners.clear();
       await Promise.all([...this.drivers.values()].map((d) => d.close?.(graceMs)));
     });

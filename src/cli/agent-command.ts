@@ -8,6 +8,7 @@ import { useLeanRuntime } from '../agent/footprint.js';
 export interface AgentFlags {
   control: string; token?: string; dataDir: string; label?: string[]; site?: string; zone?: string; address?: string;
   replicaPorts: string; gateway: boolean; gatewayPort: number; gatewayGrpcPort: number; replicaLimits: boolean;
+  containerEngine?: string; containerImage?: string; containerPlatforms?: string[];
 }
 
 function portRangeFrom(value: string): { from: number; to: number } {
@@ -34,6 +35,9 @@ export async function runAgent(f: AgentFlags): Promise<void> {
   const agent = await startAgent({
     controlUrl: f.control, token: f.token, dataDir: f.dataDir, labels, site: f.site, zone: f.zone, address: f.address, portRange,
     gateway: f.gateway ? { httpPort: f.gatewayPort, grpcPort: f.gatewayGrpcPort } : undefined,
+    containerDriver: f.containerEngine || f.containerImage || f.containerPlatforms
+      ? { engine: f.containerEngine, image: f.containerImage, platforms: f.containerPlatforms }
+      : undefined,
     ...(f.replicaLimits === false ? { processDriver: { cgroups: false } } : {}),
   });
   const gw = agent.gateway ? `, gateway on HTTP ${agent.gateway.httpPort} and gRPC ${agent.gateway.grpcPort}` : '';

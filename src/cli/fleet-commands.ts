@@ -115,10 +115,26 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
     process.stdout.write(`removed ${ref}\n`);
   }));
 
+  const image = program.commands.find((c) => c.name() === 'image');
+  image?.command('upload <archive>')
+    .description('send an image archive to the control plane, for nodes without a registry (chunked, resumable, sha256-verified)')
+    .option('--ref <ref>', 'image reference to register it under (default: the archive\'s tag)')
+    .option('--no-progress', 'no progress bar')
+    .action(act(async (archive: string, o: { ref?: string; progress: boolean }) => {
+      const { uploadImage } = await import('./image-upload.js');
+      const r = await uploadImage(await client(), archive, { ref: o.ref, progress: o.progress && process.stderr.isTTY === true });
+      process.stdout.write(`uploaded ${r.ref} (${r.platform}, ${r.size} bytes, sha256 ${r.sha256.slice(0, 12)})${r.resumedAt > 0 ? `, resumed at byte ${r.resumedAt}` : ''}\n`);
+    }));
+  image?.command('ls').description('container images the control plane holds').option('--json').action(act(async (o: Out) => {
+    const { images } = await (await client()).get<{ images: any[] }>('/images');
+    print(images, o, () => formatTable(images.map((i) => ({ ref: i.ref, platform: i.platform, size: i.size, sha256: String(i.sha256).slice(0, 12) })), ['ref', 'platform', 'size', 'sha256']));
+  }));
+
   program.command('deploy <model>').description('deploy MODEL[:VERSION]')
     .option('--name <name>', 'deployment name (default: the model name)')
     .option('--replicas <n>', 'replicas', parsePositiveInt, 1)
     .option('--runtime <runtime>', 'process | container | microvm', 'process')
+    .option('--image <ref>', 'container runtime: the model-server image (default: tern/serve:<version>-<node arch>)')
     .option('--cpu <cores>', 'cpu request per replica', Number, 0.5)
     .option('--memory <mb>', 'memory request per replica (MB)', parsePositiveInt, 256)
     .option('--selector <k=v...>', 'node labels to match')
@@ -131,7 +147,7 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
       const { model, version } = parseModelRef(ref);
       const selector = Object.fromEntries(Object.entries(parseLabels(o.selector ?? [])).filter(([, v]) => v !== null));
       const d = await (await client()).post<any>('/deployments', {
-        name: o.name ?? model, model, ...(version ? { version } : {}), replicas: o.replicas, runtime: o.runtime,
+        name: o.name ?? model, model, ...(version ? { version } : {}), replicas: o.replicas, runtime: o.runtime, ...(o.image ? { image: o.image } : {}),
         resources: { cpu: o.cpu, memory_mb: o.memory }, selector, spread: o.spread, ...(o.preferSite ? { prefer_site: o.preferSite } : {}),
         routing: { locality: o.locality, hedge: o.hedge === true }, ...(o.appSlo ? { app: { slo_ms: o.appSlo } } : {}),
       });

@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { saveCredentials } from './api-client.js';
 
 export interface ControlFlags {
-  dataDir: string; host: string; port: number; mqttPort: number; mqttUrl?: string; advertise?: string; adminPassword?: string;
+  dataDir: string; host: string; port: number; mqttPort: number; mqttUrl?: string; mqttUsername?: string; mqttDynsec?: boolean; advertise?: string; adminPassword?: string;
   gateway: boolean; gatewayPort: number; gatewayGrpcPort: number;
 }
 
@@ -33,7 +33,10 @@ function announceAdmin(cp: ControlPlane): void {
 }
 
 function controlOptions(f: ControlFlags): ControlOptions {
-  return { dataDir: f.dataDir, host: f.host, port: f.port, mqttPort: f.mqttPort, mqttUrl: f.mqttUrl, advertiseHost: f.advertise, adminPassword: f.adminPassword };
+  return { dataDir: f.dataDir, host: f.host, port: f.port, mqttPort: f.mqttPort, mqttUrl: f.mqttUrl,
+    // A password on the command line would show in `ps`: it comes from the environment.
+    mqttUsername: f.mqttUsername, mqttPassword: process.env.TERN_MQTT_PASSWORD || undefined, mqttDynsec: f.mqttDynsec,
+    advertiseHost: f.advertise, adminPassword: f.adminPassword };
 }
 
 function gatewayPorts(f: ControlFlags): { httpPort: number; grpcPort: number } | undefined {

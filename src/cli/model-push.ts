@@ -17,7 +17,7 @@ const RETRIES = 5;
 
 interface Artifact { file: string; format: 'onnx' | 'tar'; size: number; sha256: string; config?: Record<string, unknown>; cleanup(): Promise<void> }
 
-async function sha256File(file: string): Promise<string> {
+export async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   return hash.digest('hex');
@@ -41,7 +41,7 @@ export async function packArtifact(source: string): Promise<Artifact> {
   return { file, format: 'tar', size: (await stat(file)).size, sha256: await sha256File(file), config, cleanup: () => rm(tmp, { recursive: true, force: true }) };
 }
 
-async function readChunk(file: string, offset: number, length: number): Promise<Uint8Array> {
+export async function readChunk(file: string, offset: number, length: number): Promise<Uint8Array> {
   const fh = await open(file, 'r');
   try {
     const buf = Buffer.alloc(length);

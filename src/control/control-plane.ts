@@ -19,7 +19,9 @@ import { FleetHub } from './mqtt/fleet-hub.js';
 import { Reconciler } from './reconciler/reconciler.js';
 import { RoutesPublisher } from './routing/routes-publisher.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
+import { MosquittoDynsec } from './mqtt/mosquitto-dynsec.js';
 import { ModelRegistry } from './registry/model-registry.js';
+import { ImageStore } from './registry/image-store.js';
 import { Store } from './store/store.js';
 
 export interface ControlOptions {
@@ -33,6 +35,11 @@ export interface ControlOptions {
   mqttUrl?: string;
   mqttUsername?: string;
   mqttPassword?: string;
+  /**
+   * Manage node accounts on the external broker through Mosquitto's dynamic-security
+   * plugin (mqttUsername must be its admin): see mosquitto-dynsec.ts.
+   */
+  mqttDynsec?: boolean;
   /** Host agents use to reach this machine's broker (default: first non-internal IPv4, else the listen host). */
   advertiseHost?: string;
   adminUsername?: string;
@@ -43,6 +50,8 @@ export interface ControlOptions {
   gateway?: { httpPort: number; grpcPort: number };
   /** The event log keeps this many newest events (default 200,000; pruned at start and hourly). */
   maxEvents?: number;
+  /** Unfinished uploads older than this are removed (default 24 h; checked at start and hourly). */
+  uploadMaxAgeMs?: number;
   /** How long a retired replica may take to leave every gateway's table before it is stopped anyway (default 5 s). */
   drainTimeoutMs?: number;
   log?: Logger;
@@ -103,11 +112,12 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   const broker = await startBroker(o, store, controlPassword, log);
   const host = o.host ?? '0.0.0.0';
   const mqttUrl = o.mqttUrl ?? `mqtt://${o.advertiseHost ?? defaultAdvertiseHost(host)}:${broker!.port}`;
+  const dynsec = await connectDynsec(o, log);
   const hub = await FleetHub.connect({
     // The broker listens where the API does: loopback only when that is every interface.
     url: broker ? `mqtt://${host === '0.0.0.0' ? '127.0.0.1' : host}:${broker.port}` : o.mqttUrl!,
-    username: broker ? CONTROL_USERNAME : o.mqttUsername,
-    password: broker ? controlPassword : o.mqttPassword,
+    username: broker ? CONTROL_USERNAME : dynsec?.control.username ?? o.mqttUsername,
+    password: broker ? controlPassword : dynsec?.control.password ?? o.mqttPassword,
     // 2.5 s of silence plus one probe round keeps a hung node's detection under 3 s.
     heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 2500,
     log: log.child({ part: 'hub' }),
@@ -118,10 +128,12 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   // Nodes the store knows but that never speak again must still be declared down.
   hub.expectNodes(store.nodes.list().filter((n) => n.state !== 'down').map((n) => n.id));
   const api = await buildControlApi({
-    store, registry, log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
+    store, registry, images: new ImageStore(path.join(o.dataDir, 'registry'), store), log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
     hooks: {
       desiredStateChanged: (reason) => reconciler.trigger(reason),
+      nodeCredentials: dynsec ? (node, token) => dynsec.upsertNode(node, token) : undefined,
       nodeRemoved: (node) => {
+        void dynsec?.removeNode(node).catch((err: Error) => log.warn({ err: err.message, node }, 'could not delete the removed node\'s broker account'));
         hub.forgetNode(node);
         routes.forgetNode(node);
         reconciler.forgetNode(node);
@@ -140,12 +152,19 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
     : undefined;
   const unsubscribe = gateway ? routes.subscribe((table) => gateway.apply(table)) : undefined;
   reconciler.start();
-  const pruneEvents = () => {
+  // Housekeeping: bounded event log, and resumable uploads nobody finished within a day
+  // (a client resuming later starts over) plus staging files a crash left behind.
+  const housekeeping = async () => {
     const removed = store.events.prune(o.maxEvents ?? 200_000);
     if (removed > 0) log.info({ removed }, 'pruned the oldest events');
+    const uploads = await registry.uploads.purge(o.uploadMaxAgeMs ?? 24 * 3600_000).catch((err: Error) => {
+      log.warn({ err: err.message }, 'could not purge stale uploads');
+      return 0;
+    });
+    if (uploads > 0) log.info({ uploads }, 'removed stale unfinished uploads');
   };
-  pruneEvents();
-  const pruneTimer = setInterval(pruneEvents, 3600_000);
+  await housekeeping();
+  const pruneTimer = setInterval(() => void housekeeping(), 3600_000);
   pruneTimer.unref();
   return {
     url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, port, mqttUrl, admin, store, registry, hub, reconciler, routes, gateway, api,
@@ -156,8 +175,17 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
       await gateway?.close();
       await api.close();
       await hub.close();
+      await dynsec?.close();
       await broker?.close();
       store.close();
     },
   };
+}
+
+async function connectDynsec(o: ControlOptions, log: Logger): Promise<MosquittoDynsec | undefined> {
+  if (!o.mqttDynsec) return undefined;
+  if (!o.mqttUrl || !o.mqttUsername || !o.mqttPassword) {
+    throw new Error('--mqtt-dynsec needs --mqtt-url and the plugin admin\'s --mqtt-username and password (TERN_MQTT_PASSWORD)');
+  }
+  return MosquittoDynsec.connect({ url: o.mqttUrl, username: o.mqttUsername, password: o.mqttPassword, log: log.child({ part: 'dynsec' }) });
 }

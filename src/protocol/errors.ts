@@ -34,6 +34,7 @@ export const ERROR_KINDS = {
   DEADLINE_EXCEEDED: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED },
   /** A gateway could not get an answer from any replica (connection refused, reset, ...). */
   UPSTREAM_FAILED: { http: 502, grpc: GrpcStatus.UNAVAILABLE },
+  BROKER_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE },
   INFERENCE_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL },
   INTERNAL: { http: 500, grpc: GrpcStatus.INTERNAL },
 } as const satisfies Record<string, ErrorKind>;

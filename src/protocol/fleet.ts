@@ -69,6 +69,8 @@ export const ReplicaStatsSchema = z.object({
   state: ReplicaStateSchema,
   cpu_percent: z.number().nonnegative().optional(),
   rss_bytes: z.number().nonnegative().optional(),
+  net_rx_bytes: z.number().nonnegative().optional(),
+  net_tx_bytes: z.number().nonnegative().optional(),
 });
 
 export const HeartbeatSchema = z.object({
@@ -125,6 +127,8 @@ export const ReplicaSpecSchema = z.object({
   sha256: z.string().regex(/^[a-f0-9]{64}$/),
   format: z.enum(['onnx', 'tar']),
   runtime: RuntimeNameSchema,
+  /** Container runtime: the model-server image (default: tern/serve:<version>-<node arch>). */
+  image: z.string().min(1).optional(),
   resources: ResourcesSchema,
   /** config.json to serve the model with (from the registry); absent: inferred from the model. */
   config: z.record(z.string(), z.unknown()).optional(),
@@ -170,6 +174,8 @@ export const DeploymentSpecSchema = z.object({
   version: z.string().optional(),
   replicas: z.number().int().min(0).max(1000),
   runtime: RuntimeNameSchema.default('process'),
+  /** Container runtime: the model-server image to run (default: tern/serve:<version>-<node arch>, from `tern image build`). */
+  image: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._\-/:@]{0,254}$/, 'image references are letters, digits and . _ - / : @').optional(),
   resources: ResourcesSchema.default({ cpu: 0.5, memory_mb: 256 }),
   selector: LabelsSchema.default({}),
   /** Spread replicas across nodes (default) or zones. */
@@ -206,6 +212,15 @@ export const JoinTokenRequestSchema = z.object({
   ttl_s: z.number().int().positive().max(365 * 24 * 3600).default(24 * 3600),
   description: z.string().max(200).optional(),
 }).strict();
+
+/** Registers an uploaded container image archive (docker-save format) under its reference, for nodes without a registry. */
+export const ImageRegistrationSchema = z.object({
+  ref: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._\-/:@]{0,254}$/, 'image references are letters, digits and . _ - / : @'),
+  platform: z.enum(['linux/amd64', 'linux/arm64']),
+  sha256: z.string().regex(/^[a-f0-9]{64}$/, 'sha256 must be 64 lower-case hex digits'),
+  size: z.number().int().positive(),
+}).strict();
+export type ImageRegistration = z.infer<typeof ImageRegistrationSchema>;
 
 export const UploadRequestSchema = z.object({
   version: z.string().regex(/^[1-9][0-9]*$/, 'versions are positive integers').optional(),

@@ -1,8 +1,8 @@
 /**
  * Runtime drivers: how a replica runs on a node. One interface, a registry by
  * name, one file per driver (as ONNX Runtime JS keeps backends behind one
- * API): `process` (a `tern serve` child per replica) now; `container` (Docker
- * Engine API) and `microvm` register themselves here when they land.
+ * API): `process` (a `tern serve` child per replica), `container` (Docker
+ * Engine API); `microvm` registers itself here when it lands.
  */
 import type { Logger } from 'pino';
 import type { ReplicaSpec } from '../../protocol/fleet.js';
@@ -22,6 +22,9 @@ export interface ReplicaUsage {
   /** Of one core (up to 100 x cores). */
   cpu_percent: number;
   rss_bytes: number;
+  /** Network bytes received and sent (containers with their own network namespace). */
+  net_rx_bytes?: number;
+  net_tx_bytes?: number;
 }
 
 /** A running replica. */
@@ -64,12 +67,22 @@ export interface RuntimeDriver {
   remove?(replicaId: string): Promise<void>;
   /** Stops every replica it runs (agent shutdown). */
   close?(graceMs?: number): Promise<void>;
+  /**
+   * True when its workloads outlive the agent (containers, owned by the
+   * engine): an agent that shuts down leaves them running, and adopts them
+   * when it starts again.
+   */
+  readonly outlivesAgent?: boolean;
 }
 
 /** What every driver gets from the agent. */
 export interface DriverContext {
   dataDir: string;
   log?: Logger;
+  /** The node this agent is, once known (labels workloads). */
+  nodeId?: () => string | undefined;
+  /** The control plane and this node's token, once joined (image archives for nodes without a registry). */
+  control?: () => { controlUrl: string; token: string } | undefined;
 }
 
 export type DriverFactory = (context: DriverContext) => RuntimeDriver;

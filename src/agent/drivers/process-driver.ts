@@ -13,13 +13,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
-import type { AppsFile } from '../../protocol/apps.js';
 import type { ReplicaSpec } from '../../protocol/fleet.js';
 import { createReplicaCgroup, detectCgroups, removeStaleReplicaCgroups, type CgroupSupport, type ReplicaCgroup } from '../cgroups.js';
 import { MODEL_FILE } from '../model-cache.js';
@@ -30,6 +29,7 @@ import {
   registerDriver, replicaDirName,
   type DriverContext, type ReplicaExit, type ReplicaHandle, type RuntimeDriver, type StartOptions,
 } from './driver.js';
+import { buildRepository } from './replica-repository.js';
 
 export interface ProcessDriverConfig extends DriverContext {
   /** How long a replica may take to become ready. */
@@ -74,18 +74,6 @@ function probeReady(url: string): Promise<boolean> {
     req.setTimeout(2000, () => req.destroy());
     req.on('error', () => resolve(false));
   });
-}
-
-/** Hard-links every file of `from` into `to` (copies across file systems). */
-async function linkTree(from: string, to: string, skip: (name: string) => boolean = () => false): Promise<void> {
-  await mkdir(to, { recursive: true });
-  for (const e of await readdir(from, { withFileTypes: true })) {
-    if (skip(e.name)) continue;
-    const src = path.join(from, e.name);
-    const dst = path.join(to, e.name);
-    if (e.isDirectory()) await linkTree(src, dst);
-    else if (e.isFile()) await link(src, dst).catch(() => copyFile(src, dst));
-  }
 }
 
 async function tail(file: string, lines: number): Promise<string[]> {
@@ -219,35 +207,6 @@ export class ProcessDriver implements RuntimeDriver {
     return path.join(this.replicasDir, replicaDirName(replicaId));
   }
 
-  /** Builds `<replica>/repo/<deployment>/<version>/` from the cached model, with config.json at the model level. */
-  private async buildRepository(spec: ReplicaSpec, modelDir: string, dir: string): Promise<string> {
-    const repo = path.join(dir, 'repo');
-    await rm(repo, { recursive: true, force: true });
-    const modelRoot = path.join(repo, spec.deployment);
-    await linkTree(modelDir, path.join(modelRoot, spec.version), (name) => name === 'config.json');
-    let config: Record<string, unknown> | undefined = spec.config;
-    if (!config) {
-      const shipped = await readFile(path.join(modelDir, 'config.json'), 'utf8').catch(() => undefined);
-      if (shipped !== undefined) {
-        try {
-          config = JSON.parse(shipped) as Record<string, unknown>;
-        } catch (err) {
-          throw new Error(`the artifact's config.json is not valid JSON: ${(err as Error).message}`);
-        }
-      }
-    }
-    if (config) {
-      // The replica serves the model under the deployment's name; a config naming the model would contradict its directory.
-      const { name: _name, ...rest } = config;
-      await writeFile(path.join(modelRoot, 'config.json'), `${JSON.stringify(rest, null, 2)}\n`);
-    }
-    if (spec.app) {
-      const apps: AppsFile = { apps: [{ name: spec.deployment, model: spec.deployment, ...spec.app }] };
-      await writeFile(path.join(repo, 'apps.json'), `${JSON.stringify(apps, null, 2)}\n`);
-    }
-    return repo;
-  }
-
   async start(spec: ReplicaSpec, modelDir: string, port: number, options: StartOptions = {}): Promise<ReplicaHandle> {
     const { signal } = options;
     signal?.throwIfAborted();
@@ -257,7 +216,7 @@ export class ProcessDriver implements RuntimeDriver {
     });
     const dir = this.replicaDir(spec.id);
     await mkdir(dir, { recursive: true });
-    const repo = await this.buildRepository(spec, modelDir, dir);
+    const repo = await buildRepository(spec, modelDir, dir);
     const grpcPort = (await isPortFree(port + 1)) ? port + 1 : await freePort();
 
     const maxLog = this.config.maxLogBytes ?? 5 * 1024 * 1024;

@@ -23,6 +23,7 @@ import { registerNodeRoutes } from './routes/node-routes.js';
 import { registerRoutingRoutes } from './routes/routing-routes.js';
 import { registerUserRoutes } from './routes/user-routes.js';
 import { registerUploadRoutes } from './routes/upload-routes.js';
+import { registerImageRoutes } from './routes/image-routes.js';
 
 export type { ControlApiDeps, ControlApiHooks } from './deps.js';
 export { DEFAULT_CHUNK_LIMIT } from './routes/upload-routes.js';
@@ -81,6 +82,7 @@ export async function buildControlApi(deps: ControlApiDeps): Promise<FastifyInst
     registerNodeRoutes(v1, deps);
     registerModelRoutes(v1, deps);
     registerUploadRoutes(v1, deps);
+    registerImageRoutes(v1, deps);
     registerDeploymentRoutes(v1, deps);
     registerEventRoutes(v1, deps);
     registerRoutingRoutes(v1, deps);

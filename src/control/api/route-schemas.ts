@@ -16,6 +16,7 @@ export const UploadParams = z.object({ id: z.string().regex(/^[a-f0-9]{32}$/, 'u
 export const BlobParams = z.object({ sha256: z.string().regex(/^[a-f0-9]{64}$/, 'sha256 must be 64 lower-case hex digits') });
 
 export const OffsetQuery = z.object({ offset: Digits });
+export const ImageRefQuery = z.object({ ref: z.string().min(1).max(255) }).strict();
 
 export const EventsQuery = z.object({
   since: Digits.optional(),

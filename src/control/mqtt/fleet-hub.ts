@@ -29,7 +29,9 @@
  *
  * External broker (`--mqtt-url mqtt://host:1883`): FleetHub needs only a URL and
  * credentials, so Mosquitto or EMQX work unchanged. Authentication and the ACL
- * are then the broker's job, not tern's. For Mosquitto 2 (tested with Debian's
+ * are then the broker's job, not tern's. With Mosquitto 2's dynamic-security
+ * plugin, `--mqtt-dynsec` lets tern create and delete node accounts itself
+ * (mosquitto-dynsec.ts). Without it, a static setup (tested with Debian's
  * 2.0.11 in test/mqtt-mosquitto.test.ts):
  *
  *   # /etc/mosquitto/conf.d/tern.conf

@@ -12,7 +12,7 @@ export function replicaSpec(store: Store, r: ReplicaRecord): ReplicaSpec | undef
   if (!d || !mv) return undefined;
   return {
     id: r.id, deployment: r.deployment, model: d.model, version: r.version, sha256: mv.sha256, format: mv.format,
-    runtime: d.spec.runtime, resources: d.spec.resources, generation: r.generation,
+    runtime: d.spec.runtime, ...(d.spec.image ? { image: d.spec.image } : {}), resources: d.spec.resources, generation: r.generation,
     ...(mv.config ? { config: mv.config } : {}), ...(d.spec.app ? { app: d.spec.app } : {}),
   };
 }
@@ -37,7 +37,7 @@ export function replicasToRunByNode(store: Store): Map<string, ReplicaSpec[]> {
     if (!mv) continue;
     const spec: ReplicaSpec = {
       id: r.id, deployment: r.deployment, model: d.model, version: r.version, sha256: mv.sha256, format: mv.format,
-      runtime: d.spec.runtime, resources: d.spec.resources, generation: r.generation,
+      runtime: d.spec.runtime, ...(d.spec.image ? { image: d.spec.image } : {}), resources: d.spec.resources, generation: r.generation,
       ...(mv.config ? { config: mv.config } : {}), ...(d.spec.app ? { app: d.spec.app } : {}),
     };
     const list = byNode.get(r.node);

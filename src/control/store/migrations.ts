@@ -154,6 +154,18 @@ export const MIGRATIONS: Migration[] = [
     name: 'replicas.grpc_port, as the replica reports it',
     sql: 'ALTER TABLE replicas ADD COLUMN grpc_port INTEGER;',
   },
+  {
+    version: 4,
+    name: 'images: container image archives the control plane hands to nodes without a registry',
+    sql: `CREATE TABLE images (
+      ref TEXT PRIMARY KEY,
+      platform TEXT NOT NULL,
+      sha256 TEXT NOT NULL,
+      size INTEGER NOT NULL,
+      created_by TEXT,
+      created_at INTEGER NOT NULL
+    );`,
+  },
 ];
 
 /** Applies the migrations the database has not seen; returns the resulting schema version. */

@@ -23,6 +23,7 @@ import { UploadTable } from './uploads.js';
 import { DeploymentTable } from './deployments.js';
 import { ReplicaTable } from './replicas.js';
 import { EventLog } from './events.js';
+import { ImageTable } from './images.js';
 
 export type { UserRecord } from './users.js';
 export type { ApiTokenRecord, ApiTokenKind, NewApiToken } from './api-tokens.js';
@@ -33,6 +34,7 @@ export type { UploadRecord, NewUpload } from './uploads.js';
 export type { DeploymentRecord } from './deployments.js';
 export type { ReplicaRecord, ReplicaDesired, NewReplica, ObservedReplica } from './replicas.js';
 export type { EventRecord, NewEvent, EventQuery } from './events.js';
+export type { ImageRecord } from './images.js';
 
 export interface StoreOptions {
   /** NORMAL (default) survives process crashes; FULL also survives power loss, at a cost per commit. */
@@ -50,6 +52,7 @@ export class Store {
   readonly deployments: DeploymentTable;
   readonly replicas: ReplicaTable;
   readonly events: EventLog;
+  readonly images: ImageTable;
 
   /** Opens (creating and migrating as needed) the database at `file`, or an in-memory one for ':memory:'. */
   static open(file: string, options: StoreOptions = {}): Store {
@@ -78,6 +81,7 @@ export class Store {
     this.models = new ModelTable(db);
     this.uploads = new UploadTable(db);
     this.deployments = new DeploymentTable(db);
+    this.images = new ImageTable(db);
     this.replicas = new ReplicaTable(db);
     this.events = new EventLog(db);
   }

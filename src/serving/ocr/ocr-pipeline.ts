@@ -8,7 +8,7 @@
  * follow PaddleOCR's PP-OCRv4 inference defaults (tools/infer/predict_*.py):
  * images are fed in BGR channel order, as cv2 reads them in training.
  */
-import sharp from 'sharp';
+import type Sharp from 'sharp';
 import type { Tensor } from '../core/types.js';
 
 export type RunModel = (model: 'det' | 'rec' | 'cls', inputs: Tensor[]) => Promise<Tensor[]>;
@@ -142,8 +142,23 @@ async function recognizeCrops(crops: RgbImage[], run: RunModel, dictionary: stri
 // ---------------------------------------------------------------------------
 // Decoding
 
+let sharpModule: Promise<typeof Sharp> | undefined;
+
+/**
+ * sharp is loaded on the first OCR image, not with the server: a model-server
+ * image without OCR (tern image build) leaves its native libvips out.
+ */
+function loadSharp(): Promise<typeof Sharp> {
+  sharpModule ??= import('sharp').then((m) => m.default, (err: unknown) => {
+    sharpModule = undefined;
+    throw new Error(`OCR image decoding needs the sharp package, which is not installed here (${(err as Error).message.split('\n')[0]})`);
+  });
+  return sharpModule;
+}
+
 /** Decodes PNG / JPEG / WebP to RGB, applying EXIF orientation and flattening alpha onto white. */
 export async function decode(image: Buffer, maxPixels = DEFAULT_OCR_OPTIONS.maxImagePixels): Promise<RgbImage> {
+  const sharp = await loadSharp();
   try {
     const input = sharp(image, { limitInputPixels: maxPixels });
     const { format } = await input.metadata();
@@ -165,6 +180,7 @@ export async function decode(image: Buffer, maxPixels = DEFAULT_OCR_OPTIONS.maxI
 
 async function resizeRgb(img: RgbImage, width: number, height: number): Promise<RgbImage> {
   if (img.width === width && img.height === height) return img;
+  const sharp = await loadSharp();
   const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
     .resize(width, height, { fit: 'fill' })
     .raw()

@@ -5,7 +5,7 @@
 import { createReadStream } from 'node:fs';
 import type { FastifyReply } from 'fastify';
 import { TernError } from '../../../protocol/errors.js';
-import type { ModelRegistry } from '../../registry/model-registry.js';
+import type { BlobStore } from '../../registry/blob-store.js';
 
 interface ByteRange { start: number; end: number }
 
@@ -18,7 +18,8 @@ function parseRange(header: string, size: number): ByteRange | 'unsatisfiable' {
   return { start, end };
 }
 
-export function sendBlob(registry: ModelRegistry, sha256: string, range: string | undefined, reply: FastifyReply): FastifyReply {
+/** `registry`: the model registry or the image store (anything holding a BlobStore). */
+export function sendBlob(registry: { blobs: BlobStore }, sha256: string, range: string | undefined, reply: FastifyReply): FastifyReply {
   const size = registry.blobs.size(sha256);
   if (size === undefined) throw new TernError('NOT_FOUND', `blob ${sha256} not found in the registry`);
   const file = registry.blobs.path(sha256);

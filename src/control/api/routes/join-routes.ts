@@ -46,6 +46,10 @@ export function registerJoinRoutes(app: ApiApp, deps: ControlApiDeps): void {
   }, async (req): Promise<JoinResponse> => {
     const admission = admitNode(store, req.body);
     const { node } = admission;
+    // Every join, rejoins too: a broker that lost its accounts gets them back when the node returns.
+    await deps.hooks.nodeCredentials?.(node.id, admission.nodeToken).catch((err: Error) => {
+      throw new TernError('BROKER_UNAVAILABLE', `the broker account of node ${node.id} could not be set up: ${err.message}`);
+    });
     audit(deps, req, admission.how === 'rejoin' ? 'node.rejoined' : 'node.joined', `node/${node.id}`, `node ${node.id} (${node.facts.hostname}) ${JOIN_MESSAGE[admission.how]}`, {
       hostname: node.facts.hostname, arch: node.facts.arch, address: node.facts.address, cpus: node.facts.cpus,
       cpu_score: node.facts.cpu_score, ...(admission.joinTokenId ? { join_token: admission.joinTokenId } : {}),
