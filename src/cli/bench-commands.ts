@@ -11,7 +11,7 @@ export interface LoadFlags {
 export interface ExperimentFlags {
   lab?: string; stateDir?: string; from: string; control?: string; target?: string; protocol: 'rest' | 'rest-binary' | 'grpc';
   models: string[]; users: number[]; replicas: number[]; sites: string[]; duration: number; warmup: number; cache: boolean;
-  out: string; modelRepository?: string;
+  out: string; modelRepository?: string; reportFrom?: string;
 }
 
 const protocolOption = () => new Option('--protocol <p>', 'rest (JSON), rest-binary (OIP binary tensors) or grpc').choices(['rest', 'rest-binary', 'grpc']).default('rest-binary');
@@ -60,6 +60,7 @@ export function registerBenchCommands(program: Command, fail: (e: unknown) => ne
     .option('--no-cache', 'skip the prediction-cache experiment')
     .option('--model-repository <dir>', 'where the models come from (default: the demo models, written to a temporary directory)')
     .option('--out <dir>', 'output directory', 'bench/results/edge-vs-cloud')
+    .option('--report-from <results.json>', 'run nothing: judge the findings again and rewrite the report and plots from a results file')
     .action(async (name: string, flags: ExperimentFlags) => {
       try {
         if (name !== 'edge-vs-cloud') throw new Error(`unknown experiment '${name}' (experiments: edge-vs-cloud)`);

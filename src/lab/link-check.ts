@@ -9,6 +9,8 @@ import type { LabState } from '../protocol/lab.js';
 import { inNamespace, spawnIn } from './namespaces.js';
 
 // From src/lab/ (tests) or dist/lab/: the compiled child is in <package>/dist/lab/.
+/** The probe and the echo run at the link proxies' priority: they measure the link, not how busy the machine is. */
+const RAISED = ['-n', '-10'];
 const CHILD = fileURLToPath(new URL('../../dist/lab/link-check-child.js', import.meta.url));
 
 export interface LinkMeasurement {
@@ -27,7 +29,7 @@ function host(state: LabState, name: string) {
 }
 
 async function startEcho(netns: string, port: number): Promise<ChildProcess> {
-  const child = spawnIn(netns, process.execPath, [CHILD, 'echo', String(port)]);
+  const child = spawnIn(netns, 'nice', [...RAISED, process.execPath, CHILD, 'echo', String(port)]);
   await new Promise<void>((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
     child.once('exit', (code) => reject(new Error(`echo server in ${netns} exited (${code})`)));
@@ -42,7 +44,7 @@ export async function measureLink(state: LabState, from: string, to: string, por
   const link = state.links.find((l) => l.between.includes(from) && l.between.includes(to));
   const echo = await startEcho(b.netns, port);
   try {
-    const [cmd, args] = inNamespace(a.netns, process.execPath, [CHILD, 'probe', b.address, String(port), String(pings), String(bytes)]);
+    const [cmd, args] = inNamespace(a.netns, 'nice', [...RAISED, process.execPath, CHILD, 'probe', b.address, String(port), String(pings), String(bytes)]);
     const out = JSON.parse(execFileSync(cmd, args, { stdio: 'pipe', timeout: 120_000 }).toString()) as { rtt_ms: number; rtt_min_ms: number; mbit: number };
     return {
       from, to, rttMs: out.rtt_ms, rttMinMs: out.rtt_min_ms, mbit: out.mbit,

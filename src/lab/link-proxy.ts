@@ -7,10 +7,11 @@
  * Each chunk read from one side gets a delivery time: when the token bucket
  * (bandwidth, if the proxy enforces it) lets it leave, plus the one-way delay
  * +- jitter, never before the previous chunk (TCP keeps order). One timer per
- * direction delivers the queue. Reading pauses while more than two
- * bandwidth-delay products (at least 256 KiB) wait in the queue, so a fast sender feels the link
- * as it would a real one. Loss resets the connection: TCP hides a lost packet
- * as a retransmission, which a proxy between two healthy kernels cannot show.
+ * direction delivers the queue. Reading pauses while more than four
+ * bandwidth-delay products (at least 256 KiB) wait in the queue, so a fast
+ * sender feels the link as it would a real one. Loss resets the connection:
+ * TCP hides a lost packet as a retransmission, which a proxy between two
+ * healthy kernels cannot show.
  */
 import net from 'node:net';
 

@@ -4,7 +4,7 @@
  * emulated links) or on a real fleet (--control URL, --target gateway). Writes
  * results.json, report.md and the plots to --out.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ApiClient, loadCredentials } from '../../cli/api-client.js';
@@ -12,11 +12,12 @@ import type { ExperimentFlags } from '../../cli/bench-commands.js';
 import { insideLabHost, rerunInHost } from '../../lab/reexec.js';
 import { findLab, stateRoot } from '../../lab/state.js';
 import { writeDemoRepository } from '../../models/demo-repository.js';
-import type { ExperimentReport } from '../../protocol/bench.js';
+import { ExperimentReportSchema, type ExperimentReport } from '../../protocol/bench.js';
 import type { LabState } from '../../protocol/lab.js';
 import { controlPlaneSource, labHostSource } from '../host-stats.js';
 import { BenchProgress } from '../progress.js';
-import { cacheModels, cellCount, runEdgeVsCloud, type ExperimentOptions } from './edge-vs-cloud.js';
+import { cacheModels, cellCount, heavyModel, runEdgeVsCloud, type ExperimentOptions } from './edge-vs-cloud.js';
+import { judgeFindings } from './findings.js';
 import { renderExperimentMarkdown } from './experiment-report.js';
 import { FleetDriver } from './fleet-driver.js';
 import { writePlots } from './plots.js';
@@ -66,7 +67,17 @@ async function writeOutputs(out: string, report: ExperimentReport): Promise<stri
   return ['results.json', 'report.md', ...plots];
 }
 
+/** Re-judges the findings of a finished run and rewrites its report and plots (e.g. after a change to either). */
+async function reportFrom(file: string, out: string): Promise<number> {
+  const report = ExperimentReportSchema.parse(JSON.parse(await readFile(file, 'utf8')));
+  report.findings = judgeFindings(report.cells, heavyModel(report.settings.models), report.settings.users);
+  const files = await writeOutputs(out, report);
+  process.stdout.write(`rewrote ${files.join(', ')} in ${out} from ${file}\n`);
+  return 0;
+}
+
 export async function experimentCommand(flags: ExperimentFlags): Promise<number> {
+  if (flags.reportFrom) return reportFrom(flags.reportFrom, flags.out);
   let state: LabState | undefined;
   if (!flags.control) {
     state = findLab(stateRoot(flags.stateDir), flags.lab);

@@ -8,6 +8,8 @@
 import type { ExperimentCell, Finding } from '../../protocol/bench.js';
 
 const f1 = (v: number) => v.toFixed(1);
+/** Cache gains below this are noise on a shared 2-core machine (repeated cells differ by up to ~10%). */
+const MEANINGFUL_GAIN = 1.1;
 
 function cell(cells: ExperimentCell[], q: Partial<ExperimentCell>): ExperimentCell | undefined {
   return cells.find((c) => Object.entries(q).every(([k, v]) => c[k as keyof ExperimentCell] === v));
@@ -24,7 +26,7 @@ function lightModels(cells: ExperimentCell[], heavy: string): string[] {
 }
 
 function edgeBetterForLight(cells: ExperimentCell[], heavy: string, fewUsers: number): Finding {
-  const finding = `edge better for light models and few users (${fewUsers} user, 1 replica: lower p50 and higher throughput)`;
+  const finding = `edge better for light models and few users (${fewUsers} user${fewUsers === 1 ? '' : 's'}, 1 replica: lower p50 and higher throughput)`;
   const parts: string[] = [];
   let verdict: boolean | null = null;
   for (const model of lightModels(cells, heavy)) {
@@ -73,7 +75,8 @@ function cacheHelpsEdgeMost(cells: ExperimentCell[], studyModel: string): Findin
     .map((m) => cacheGains(cells, m)?.evidence).filter(Boolean);
   return {
     finding,
-    reproduced: study.edge > study.cloud && study.edge > 1,
+    // A gain under 10% is within this testbed's run-to-run noise: it does not count as helping.
+    reproduced: study.edge > study.cloud && study.edge >= MEANINGFUL_GAIN,
     evidence: [study.evidence, ...others.map((e) => `also measured: ${e}`)].join('; '),
   };
 }

@@ -36,7 +36,7 @@ function metricSpec(cells: ExperimentCell[], metric: (typeof METRICS)[number], t
         x: { field: 'users', type: 'quantitative', title: 'users', axis: { tickMinStep: 1 } },
         y: { field: 'value', type: 'quantitative', title: metric.title, scale: { zero: metric.file === 'throughput' } },
         color: { field: 'site', type: 'nominal', scale: SITE_COLORS, title: 'site' },
-        strokeDash: { field: 'replicas', type: 'nominal', title: 'replicas' },
+        strokeDash: { field: 'replicas', type: 'nominal', title: 'replicas', legend: { symbolType: 'stroke', symbolStrokeWidth: 2, symbolSize: 300 } },
         detail: { field: 'replicas' },
       },
     },
@@ -68,8 +68,20 @@ function cacheSpec(cells: ExperimentCell[], title: string): TopLevelSpec {
   };
 }
 
+/**
+ * Vega-Lite draws a line-with-points legend with a transparent stroke, which
+ * leaves the dash legend blank: give dash symbols a visible stroke.
+ */
+function strokeDashLegends(spec: vega.Spec): vega.Spec {
+  for (const legend of spec.legends ?? []) {
+    const update = legend.encode?.symbols?.update as Record<string, unknown> | undefined;
+    if (legend.strokeDash && update) update.stroke = { value: '#444' };
+  }
+  return spec;
+}
+
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
-  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  const view = new vega.View(vega.parse(strokeDashLegends(compile(spec).spec)), { renderer: 'none' });
   try {
     return await view.toSVG();
   } finally {
