@@ -242,6 +242,13 @@ describe.skipIf(!installed && !required)('the whole fleet over Mosquitto with dy
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('refuses to start with a wrong plugin admin password or without one, naming the problem', async () => {
+    const { startControlPlane } = await import('../src/control/control-plane.js');
+    const base = { dataDir: path.join(dir, 'refused'), host: '127.0.0.1', port: 0, mqttUrl: mosquitto.url, mqttUsername: 'admin', mqttDynsec: true, log };
+    await expect(startControlPlane({ ...base, mqttPassword: 'wrong' })).rejects.toThrow(/dynamic security: cannot connect to mqtt:\/\/127\.0\.0\.1:\d+ as admin: .*(not authorized|bad user)/i);
+    await expect(startControlPlane({ ...base, mqttPassword: undefined })).rejects.toThrow(/--mqtt-dynsec needs --mqtt-url and the plugin admin's --mqtt-username and password/);
+  });
+
   it('gives a joining node a broker account limited to its topics, and deletes it with the node', async () => {
     const { createJoinToken } = await import('../src/control/auth/accounts.js');
     const { startAgent } = await import('../src/agent/agent.js');

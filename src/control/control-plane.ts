@@ -104,6 +104,8 @@ function wireHub(hub: FleetHub, reconciler: Reconciler): void {
 
 export async function startControlPlane(o: ControlOptions): Promise<ControlPlane> {
   const log = o.log ?? pino({ level: process.env.TERN_LOG_LEVEL ?? 'info' });
+  // First, so that a broker refusing us fails the start before anything is opened.
+  const dynsec = await connectDynsec(o, log);
   const store = Store.open(path.join(o.dataDir, 'tern.db'));
   const admin = await ensureFirstAdmin(store, { username: o.adminUsername, password: o.adminPassword });
   const registry = new ModelRegistry({ store, dataDir: path.join(o.dataDir, 'registry') });
@@ -112,7 +114,6 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   const broker = await startBroker(o, store, controlPassword, log);
   const host = o.host ?? '0.0.0.0';
   const mqttUrl = o.mqttUrl ?? `mqtt://${o.advertiseHost ?? defaultAdvertiseHost(host)}:${broker!.port}`;
-  const dynsec = await connectDynsec(o, log);
   const hub = await FleetHub.connect({
     // The broker listens where the API does: loopback only when that is every interface.
     url: broker ? `mqtt://${host === '0.0.0.0' ? '127.0.0.1' : host}:${broker.port}` : o.mqttUrl!,

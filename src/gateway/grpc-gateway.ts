@@ -206,6 +206,8 @@ export class GrpcGateway {
       stream.on('trailers', (t) => { trailers = t; });
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('error', (err) => settle({ ok: false, kind: signal.aborted ? 'cancelled' : 'connect', error: err }));
+      // A stream reset without an error (or a connection gone mid-call) ends here without 'end'.
+      stream.on('close', () => settle({ ok: false, kind: signal.aborted ? 'cancelled' : 'connect', error: new Error(`replica closed the call (code ${stream.rstCode})`) }));
       stream.on('end', () => {
         const { code, details } = statusOf(responseHeaders, trailers);
         if (code === grpc.status.OK) {

@@ -84,8 +84,10 @@ export class MosquittoDynsec {
       reconnectPeriod: 1000, connectTimeout: TIMEOUT_MS,
     });
     await new Promise<void>((resolve, reject) => {
-      client.once('connect', () => resolve());
-      client.once('error', (err) => reject(new Error(`dynamic security: cannot connect to ${options.url} as ${options.username}: ${err.message}`)));
+      const fail = (why: string) => { client.end(true); reject(new Error(`dynamic security: cannot connect to ${options.url} as ${options.username}: ${why}`)); };
+      const timer = setTimeout(() => fail(`no answer within ${TIMEOUT_MS} ms`), TIMEOUT_MS);
+      client.once('connect', () => { clearTimeout(timer); resolve(); });
+      client.once('error', (err) => { clearTimeout(timer); fail(err.message); });
     });
     await client.subscribeAsync(RESPONSE_TOPIC, { qos: 1 });
     const admin = new MosquittoDynsec(client, options);
