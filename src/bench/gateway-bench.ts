@@ -179,7 +179,8 @@ async function main(): Promise<void> {
           for (let round = 0; round < opts.rounds; round++) {
             for (const p of ['direct', 'gateway'] as const) {
               const step = progress.step(`${model} ${protocol} c${n} ${p} (round ${round + 1})`, opts.windowMs + opts.warmupMs);
-              const cpu = startCpuMeter();
+              // The replica's and the gateway's own CPU is the work being measured, not noise.
+              const cpu = startCpuMeter([replica.server.pid, gateway.server.pid].filter((pid): pid is number => pid !== undefined));
               const summary = await runClosedLoop({ concurrency: n, warmupMs: opts.warmupMs, durationMs: opts.windowMs, send: () => send[p].send(), onProgress: step.tick });
               if (summary.errors > 0) throw new Error(`${p} ${model} ${protocol}: ${summary.errors} errors, first: ${summary.firstError}`);
               const other = cpu().otherCores ?? 0;

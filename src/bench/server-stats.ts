@@ -45,16 +45,26 @@ export interface CpuUse {
   otherCores?: number;
 }
 
-/** Starts a CPU meter; the function it returns gives the averages since the start. */
-export function startCpuMeter(serverPid?: number): () => CpuUse {
+/** Starts a CPU meter; the function it returns gives the averages since the start: CPU of this process, of the servers (one pid or several: their sum), and of everything else on the machine. */
+export function startCpuMeter(serverPids?: number | number[]): () => CpuUse {
+  const pids = serverPids === undefined ? [] : Array.isArray(serverPids) ? serverPids : [serverPids];
+  const serversSeconds = (): number | undefined => {
+    let total = 0;
+    for (const pid of pids) {
+      const s = processCpuSeconds(pid);
+      if (s === undefined) return undefined;
+      total += s;
+    }
+    return total;
+  };
   const t0 = performance.now();
   const self0 = process.cpuUsage();
-  const server0 = serverPid !== undefined ? processCpuSeconds(serverPid) : undefined;
+  const server0 = pids.length > 0 ? serversSeconds() : undefined;
   const system0 = systemBusySeconds();
   return () => {
     const wall = (performance.now() - t0) / 1000;
     const self = process.cpuUsage(self0);
-    const server1 = serverPid !== undefined ? processCpuSeconds(serverPid) : undefined;
+    const server1 = pids.length > 0 ? serversSeconds() : undefined;
     const use: CpuUse = { clientCores: (self.user + self.system) / 1e6 / wall };
     if (server0 !== undefined && server1 !== undefined) use.serverCores = (server1 - server0) / wall;
     const system1 = systemBusySeconds();
