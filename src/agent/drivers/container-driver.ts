@@ -35,7 +35,7 @@ import { defaultImageTag, hostPlatform } from '../../containers/platform.js';
 import { SERVER_VERSION } from '../../protocol/oip.js';
 import { STATE_FILES } from '../state-files.js';
 import {
-  registerDriver, replicaDirName,
+  ExitNotice, registerDriver, replicaDirName,
   type AdoptedReplica, type DriverContext, type ReplicaExit, type ReplicaHandle, type ReplicaUsage, type RuntimeDriver, type StartOptions,
 } from './driver.js';
 import { buildRepository } from './replica-repository.js';
@@ -120,8 +120,7 @@ async function removeContainer(container: Docker.Container): Promise<void> {
 }
 
 class ContainerReplica implements ReplicaHandle {
-  private exited: ReplicaExit | undefined;
-  private readonly exitCallbacks: ((exit: ReplicaExit) => void)[] = [];
+  private readonly exit = new ExitNotice();
   readonly exitPromise: Promise<ReplicaExit>;
   private stopRequested = false;
   private stopping: Promise<void> | undefined;
@@ -146,7 +145,7 @@ class ContainerReplica implements ReplicaHandle {
   }
 
   get hasExited(): boolean {
-    return this.exited !== undefined;
+    return this.exit.value !== undefined;
   }
 
   /** Waits for the container to stop, keeps its exit code and last lines, removes it. */
@@ -155,9 +154,9 @@ class ContainerReplica implements ReplicaHandle {
     const code = await this.container.inspect().then((i) => i.State.ExitCode, () => null);
     const lines = await this.lastLines();
     await removeContainer(this.container);
-    this.exited = { code, signal: code === 137 ? 'SIGKILL' : null, requested: this.stopRequested, lastLines: lines };
-    for (const cb of this.exitCallbacks.splice(0)) cb(this.exited);
-    return this.exited;
+    const exited: ReplicaExit = { code, signal: code === 137 ? 'SIGKILL' : null, requested: this.stopRequested, lastLines: lines };
+    this.exit.settle(exited);
+    return exited;
   }
 
   async lastLines(): Promise<string[]> {
@@ -170,14 +169,13 @@ class ContainerReplica implements ReplicaHandle {
   }
 
   onExit(cb: (exit: ReplicaExit) => void): void {
-    if (this.exited) cb(this.exited);
-    else this.exitCallbacks.push(cb);
+    this.exit.onExit(cb);
   }
 
   stop(graceMs = this.defaultGraceMs): Promise<void> {
     this.stopRequested = true;
     this.stopping ??= (async () => {
-      if (!this.exited) {
+      if (!this.exit.value) {
         await this.container.stop({ t: Math.max(1, Math.ceil(graceMs / 1000)) }).catch((err: unknown) => {
           // 304: already stopped; 404: already gone. Anything else: make sure it goes.
           const status = (err as { statusCode?: number }).statusCode;
@@ -194,7 +192,7 @@ class ContainerReplica implements ReplicaHandle {
   }
 
   async stats(): Promise<ReplicaUsage | undefined> {
-    if (this.exited) return undefined;
+    if (this.exit.value) return undefined;
     // one-shot: the engine answers from one sample instead of waiting a second for two; CPU% comes from our own deltas.
     const raw = (await this.container.stats({ stream: false, 'one-shot': true } as { stream: false })) as unknown as EngineStats;
     const { usage, sample } = containerUsage(raw, this.lastSample);

@@ -27,6 +27,26 @@ export interface ReplicaUsage {
   net_tx_bytes?: number;
 }
 
+/** A replica's exit, told once to every `onExit` caller, whether it asked before or after the exit. */
+export class ExitNotice {
+  private exit: ReplicaExit | undefined;
+  private readonly waiting: ((exit: ReplicaExit) => void)[] = [];
+
+  get value(): ReplicaExit | undefined {
+    return this.exit;
+  }
+
+  settle(exit: ReplicaExit): void {
+    this.exit = exit;
+    for (const cb of this.waiting.splice(0)) cb(exit);
+  }
+
+  onExit(cb: (exit: ReplicaExit) => void): void {
+    if (this.exit) cb(this.exit);
+    else this.waiting.push(cb);
+  }
+}
+
 /** A running replica. */
 export interface ReplicaHandle {
   readonly pid?: number;

@@ -26,7 +26,7 @@ import { compiledScript, SCRIPTS } from '../scripts.js';
 import { STATE_FILES } from '../state-files.js';
 import { processStats } from '../stats.js';
 import {
-  registerDriver, replicaDirName,
+  ExitNotice, registerDriver, replicaDirName,
   type DriverContext, type ReplicaExit, type ReplicaHandle, type RuntimeDriver, type StartOptions,
 } from './driver.js';
 import { buildRepository } from './replica-repository.js';
@@ -100,8 +100,7 @@ async function rotate(file: string, maxBytes: number): Promise<void> {
 
 class ProcessReplica implements ReplicaHandle {
   readonly pid: number;
-  private exited: ReplicaExit | undefined;
-  private readonly exitCallbacks: ((exit: ReplicaExit) => void)[] = [];
+  private readonly exit = new ExitNotice();
   private readonly exitPromise: Promise<ReplicaExit>;
   private stopRequested = false;
   private stopping: Promise<void> | undefined;
@@ -123,17 +122,17 @@ class ProcessReplica implements ReplicaHandle {
           const lastLines = await this.lastLines();
           await this.cgroup?.remove().catch(() => undefined);
           await rm(path.join(dir, 'pid'), { force: true });
-          this.exited = { code, signal, requested: this.stopRequested, lastLines };
+          const exited: ReplicaExit = { code, signal, requested: this.stopRequested, lastLines };
           this.onGone();
-          resolve(this.exited);
-          for (const cb of this.exitCallbacks.splice(0)) cb(this.exited);
+          resolve(exited);
+          this.exit.settle(exited);
         })();
       });
     });
   }
 
   get hasExited(): boolean {
-    return this.exited !== undefined || this.child.exitCode !== null || this.child.signalCode !== null;
+    return this.exit.value !== undefined || this.child.exitCode !== null || this.child.signalCode !== null;
   }
 
   wait(): Promise<ReplicaExit> {
@@ -147,8 +146,7 @@ class ProcessReplica implements ReplicaHandle {
   }
 
   onExit(cb: (exit: ReplicaExit) => void): void {
-    if (this.exited) cb(this.exited);
-    else this.exitCallbacks.push(cb);
+    this.exit.onExit(cb);
   }
 
   stop(graceMs = this.defaultGraceMs): Promise<void> {
