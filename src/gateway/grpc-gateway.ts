@@ -58,11 +58,11 @@ export function grpcTimeout(deadline: number, now = Date.now()): string {
   return `${Math.max(1, Math.ceil(deadline - now))}m`;
 }
 
-/** One gRPC message with its 5-byte prefix (uncompressed). */
-function frame(message: Buffer): Buffer {
+/** The 5-byte prefix of one uncompressed gRPC message (written before the message, which is never copied). */
+function messagePrefix(length: number): Buffer {
   const prefix = Buffer.alloc(5);
-  prefix.writeUInt32BE(message.length, 1);
-  return Buffer.concat([prefix, message]);
+  prefix.writeUInt32BE(length, 1);
+  return prefix;
 }
 
 /** The status of a finished call: from the trailers, or from the headers of a trailers-only answer. */
@@ -222,7 +222,8 @@ export class GrpcGateway {
         if (!RETRYABLE.has(code)) return settle({ ok: true, value: answer });
         settle({ ok: false, kind: code === grpc.status.UNAVAILABLE ? 'connect' : 'status', error: new Error(`gRPC status ${code}: ${details}`), value: answer });
       });
-      stream.end(frame(request));
+      stream.write(messagePrefix(request.length));
+      stream.end(request);
     });
   }
 }
