@@ -97,6 +97,7 @@ describe.skipIf(!installed && !required)('Mosquitto with the password file and A
       `user ${CONTROL_USER}`, 'topic readwrite #',
       'pattern write tern/nodes/%u/heartbeat', 'pattern write tern/nodes/%u/status', 'pattern write tern/nodes/%u/presence',
       'pattern read tern/nodes/%u/desired', 'pattern read tern/nodes/%u/commands', 'pattern read tern/routes',
+      'pattern read tern/nodes/%u/rpc', 'pattern write tern/nodes/%u/rpc-reply',
     ].join('\n') + '\n';
     mosquitto = await startMosquitto((dir) => [
       'allow_anonymous false',

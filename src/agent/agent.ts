@@ -7,6 +7,8 @@
  *   hub         the MQTT session                        (hub.ts)
  *   supervisor  replicas, drivers, model cache, ports   (replica-supervisor.ts)
  *   commands    drain / restart-replica, once per id    (commands.ts)
+ *   rpc         the control plane's calls: container    (rpc-server.ts,
+ *               operations on this node's engine         container-rpc.ts)
  *   heartbeat   stats every heartbeat interval          (stats.ts)
  *   gateway     the node's inference entry point, a     (gateway-process.ts)
  *               child process (../gateway/)
@@ -33,6 +35,8 @@ import { AgentBus, MESSAGES } from './messages.js';
 import { DEFAULT_CACHE_BYTES, ModelCache } from './model-cache.js';
 import { DEFAULT_PORT_RANGE, PortAllocator, type PortRange } from './port-allocator.js';
 import { ReplicaSupervisor } from './replica-supervisor.js';
+import { containerHandlers } from './container-rpc.js';
+import { RpcServer } from './rpc-server.js';
 import { STATE_FILES } from './state-files.js';
 import { StatsSampler } from './stats.js';
 import { GatewayProcess, type GatewayPorts } from './gateway-process.js';
@@ -169,6 +173,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     : undefined);
 
   let hub: Hub | undefined;
+  // The operator's container operations, run on this node's engine for the control plane.
+  const engine = () => (options.containerDriver ? (supervisor.driver('container') as ContainerDriver).engine() : undefined);
+  const rpc = new RpcServer(containerHandlers(engine, () => identity?.node_id), (frame) => hub?.publishRpc(frame), log);
   let heartbeatMs = options.heartbeatMs ?? 1000;
   const stats = new StatsSampler();
   let seq = 0;
@@ -208,6 +215,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           bus, url: res.mqtt_url, node: res.node_id, token: res.node_token, log,
           appliedRevision: supervisor.appliedRevision >= 0 ? supervisor.appliedRevision : undefined,
           statuses: () => supervisor.statuses(),
+          rpc,
         });
         scheduleBeat();
         return;

@@ -2,16 +2,19 @@
  * The hub: this node's MQTT session to the control plane (the link from
  * control/mqtt/agent-link.ts), bridged to the agent's bus.
  *   in:  desired states -> 'desired-state', routing tables -> 'routes',
- *        commands -> 'command' (validated)
+ *        commands -> 'command' (validated), the control plane's calls -> the
+ *        RPC server (rpc-server.ts), whose calls end when the session drops
  *   out: 'replica-status' -> status topic, while connected; on every
  *        (re)connect the current status of every replica is sent again, so
  *        nothing needs queueing through an outage; heartbeats while connected.
  */
 import type { Logger } from 'pino';
 import type { Heartbeat, ReplicaStatus } from '../protocol/fleet.js';
+import type { RpcFromAgentFrame } from '../protocol/rpc.js';
 import { connectAgentLink, type AgentLink, type AgentLinkOptions } from '../control/mqtt/agent-link.js';
 import { AgentCommandSchema } from './commands.js';
 import { MESSAGES, type AgentBus } from './messages.js';
+import type { RpcServer } from './rpc-server.js';
 
 export interface HubConfig {
   bus: AgentBus;
@@ -23,6 +26,8 @@ export interface HubConfig {
   /** Current replica statuses, re-sent on every connect. */
   statuses: () => ReplicaStatus[];
   log: Logger;
+  /** Runs the control plane's calls (container operations). */
+  rpc?: RpcServer;
   /** Test seam for another transport; default: the MQTT agent link. */
   connect?: (options: AgentLinkOptions) => AgentLink;
 }
@@ -48,7 +53,9 @@ export class Hub {
         }
         bus.emit(MESSAGES.command, parsed.data);
       }),
+      this.link.onRpc((frame) => config.rpc?.onFrame(frame)),
       this.link.onConnectionChange((connected) => {
+        if (!connected) config.rpc?.abortAll('the agent lost its MQTT session');
         if (connected) for (const s of config.statuses()) this.link.publishStatus({ ...s, ts: Date.now() });
         bus.emit(MESSAGES.linkState, connected);
       }),
@@ -62,6 +69,10 @@ export class Hub {
 
   get lastError(): string | undefined {
     return this.link.lastError;
+  }
+
+  publishRpc(frame: RpcFromAgentFrame): void {
+    this.link.publishRpc(frame);
   }
 
   publishHeartbeat(heartbeat: Heartbeat): void {

@@ -36,27 +36,33 @@ export class ApiClient {
 
   async request<T = unknown>(method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     const isRaw = body instanceof Uint8Array;
+    const res = await this.send(method, route, body === undefined ? undefined : isRaw ? new Uint8Array(body) : JSON.stringify(body), {
+      ...(body === undefined ? {} : { 'content-type': isRaw ? 'application/octet-stream' : 'application/json' }),
+      ...headers,
+    });
+    const text = await res.text();
+    return (text ? safeJson(text) : undefined) as T;
+  }
+
+  /** The response of a request whose body is streamed (logs, downloads); refused requests throw as `request` does. */
+  async send(method: string, route: string, body?: BodyInit, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
     let res: Response;
     try {
       res = await fetch(`${this.creds.url}/api/v1${route}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.creds.token}`,
-          ...(body === undefined ? {} : { 'content-type': isRaw ? 'application/octet-stream' : 'application/json' }),
-          ...headers,
-        },
-        body: body === undefined ? undefined : isRaw ? new Uint8Array(body) : JSON.stringify(body),
-      });
+        method, headers: { authorization: `Bearer ${this.creds.token}`, ...headers }, body, signal,
+        // a streamed request body (an upload) needs half-duplex mode in Node's fetch
+        ...(body && typeof (body as ReadableStream).getReader === 'function' ? { duplex: 'half' } : {}),
+      } as RequestInit);
     } catch (err) {
+      if (signal?.aborted) throw err;
       throw new Error(`cannot reach the control plane at ${this.creds.url}: ${(err as Error).cause ?? (err as Error).message}`);
     }
-    const text = await res.text();
-    const json = text ? safeJson(text) : undefined;
     if (!res.ok) {
-      const message = (json as { error?: string } | undefined)?.error ?? text ?? res.statusText;
+      const text = await res.text();
+      const message = (safeJson(text) as { error?: string } | undefined)?.error ?? (text || res.statusText);
       throw new Error(`${method} ${route} failed (${res.status}): ${message}`);
     }
-    return json as T;
+    return res;
   }
 
   get<T = unknown>(route: string) { return this.request<T>('GET', route); }

@@ -16,6 +16,7 @@ import { buildControlApi } from './api/control-api.js';
 import { placeholderPage } from './dashboard-placeholder.js';
 import { CONTROL_USERNAME, fleetBrokerAuth, startEmbeddedBroker, type EmbeddedBroker } from './mqtt/embedded-broker.js';
 import { FleetHub } from './mqtt/fleet-hub.js';
+import { NodeRpc } from './mqtt/node-rpc.js';
 import { Reconciler } from './reconciler/reconciler.js';
 import { RoutesPublisher } from './routing/routes-publisher.js';
 import { startGatewayServer, type GatewayServer } from '../gateway/gateway-server.js';
@@ -67,6 +68,8 @@ export interface ControlPlane {
   hub: FleetHub;
   reconciler: Reconciler;
   routes: RoutesPublisher;
+  /** Calls to node agents (container operations). */
+  rpc: NodeRpc;
   /** The control plane's own gateway, when started. */
   gateway?: GatewayServer;
   api: FastifyInstance;
@@ -128,8 +131,9 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   wireHub(hub, reconciler);
   // Nodes the store knows but that never speak again must still be declared down.
   hub.expectNodes(store.nodes.list().filter((n) => n.state !== 'down').map((n) => n.id));
+  const rpc = new NodeRpc(hub, log.child({ part: 'rpc' }));
   const api = await buildControlApi({
-    store, registry, images: new ImageStore(path.join(o.dataDir, 'registry'), store), log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
+    store, registry, rpc, images: new ImageStore(path.join(o.dataDir, 'registry'), store), log: log.child({ part: 'api' }), mqttUrl: () => mqttUrl, heartbeatMs: o.heartbeatMs ?? 1000,
     hooks: {
       desiredStateChanged: (reason) => reconciler.trigger(reason),
       nodeCredentials: dynsec ? (node, token) => dynsec.upsertNode(node, token) : undefined,
@@ -168,7 +172,7 @@ export async function startControlPlane(o: ControlOptions): Promise<ControlPlane
   const pruneTimer = setInterval(() => void housekeeping(), 3600_000);
   pruneTimer.unref();
   return {
-    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, port, mqttUrl, admin, store, registry, hub, reconciler, routes, gateway, api,
+    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`, port, mqttUrl, admin, store, registry, hub, reconciler, routes, rpc, gateway, api,
     async close() {
       clearInterval(pruneTimer);
       reconciler.stop();

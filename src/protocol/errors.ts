@@ -35,6 +35,10 @@ export const ERROR_KINDS = {
   /** A gateway could not get an answer from any replica (connection refused, reset, ...). */
   UPSTREAM_FAILED: { http: 502, grpc: GrpcStatus.UNAVAILABLE },
   BROKER_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE },
+  /** A call to a node's agent cannot be made or was cut off (node down, agent reconnected). */
+  NODE_UNAVAILABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE },
+  /** An agent is already running as many calls from the control plane as it allows. */
+  TOO_MANY_CALLS: { http: 429, grpc: GrpcStatus.RESOURCE_EXHAUSTED },
   INFERENCE_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL },
   INTERNAL: { http: 500, grpc: GrpcStatus.INTERNAL },
 } as const satisfies Record<string, ErrorKind>;

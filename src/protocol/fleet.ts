@@ -23,6 +23,10 @@ export const topics = {
   desired: (node: string) => `${TOPIC_PREFIX}/${node}/desired`,
   /** control -> agent, QoS 1: one-off commands (idempotent by id) */
   commands: (node: string) => `${TOPIC_PREFIX}/${node}/commands`,
+  /** control -> agent, QoS 0: calls to the agent and their upload streams (protocol/rpc.ts) */
+  rpc: (node: string) => `${TOPIC_PREFIX}/${node}/rpc`,
+  /** agent -> control, QoS 0: answers, download streams and credits of those calls */
+  rpcReply: (node: string) => `${TOPIC_PREFIX}/${node}/rpc-reply`,
 } as const;
 
 /** Parses `tern/nodes/<node>/<kind>`; undefined for anything else. */

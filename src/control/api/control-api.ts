@@ -24,6 +24,7 @@ import { registerRoutingRoutes } from './routes/routing-routes.js';
 import { registerUserRoutes } from './routes/user-routes.js';
 import { registerUploadRoutes } from './routes/upload-routes.js';
 import { registerImageRoutes } from './routes/image-routes.js';
+import { registerContainerRoutes } from './routes/container-routes.js';
 
 export type { ControlApiDeps, ControlApiHooks } from './deps.js';
 export { DEFAULT_CHUNK_LIMIT } from './routes/upload-routes.js';
@@ -80,6 +81,7 @@ export async function buildControlApi(deps: ControlApiDeps): Promise<FastifyInst
     registerAuthRoutes(v1, deps);
     registerJoinRoutes(v1, deps);
     registerNodeRoutes(v1, deps);
+    registerContainerRoutes(v1, deps);
     registerModelRoutes(v1, deps);
     registerUploadRoutes(v1, deps);
     registerImageRoutes(v1, deps);

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { RoutingTable } from '../../protocol/routing.js';
 import type { ModelRegistry } from '../registry/model-registry.js';
 import type { ImageStore } from '../registry/image-store.js';
+import type { NodeRpc } from '../mqtt/node-rpc.js';
 import type { Store } from '../store/store.js';
 
 export interface ControlApiHooks {
@@ -26,6 +27,8 @@ export interface ControlApiDeps {
   mqttUrl: () => string;
   heartbeatMs: number;
   hooks: ControlApiHooks;
+  /** Calls to node agents (container operations); absent: those routes answer 404. */
+  rpc?: NodeRpc;
   /** The gateways' current routing table (undefined before the first reconcile pass). */
   routes?: () => RoutingTable | undefined;
   /** Largest upload chunk in bytes (default 16 MiB). */

@@ -2,9 +2,9 @@
  * Who may do what on the fleet's MQTT broker. One rule set, used by the embedded
  * broker (aedes) and mirrored by the Mosquitto ACL printed in fleet-hub.ts:
  * - the control plane may publish and subscribe anywhere;
- * - a node may publish only its own heartbeat, status and presence, and subscribe
- *   only to its own desired state and commands (exact topics, no wildcards) and
- *   to the shared routing table (read only);
+ * - a node may publish only its own heartbeat, status, presence and call
+ *   replies, and subscribe only to its own desired state, commands and calls
+ *   (exact topics, no wildcards) and to the shared routing table (read only);
  * - a node connects with the client id `agentClientId(node)`, so that no node can
  *   take over another node's (or the control plane's) session.
  */
@@ -29,8 +29,8 @@ export function agentClientId(node: string): string {
   return `tern-agent-${node}`;
 }
 
-const NODE_PUBLISH_KINDS = new Set(['heartbeat', 'status', 'presence']);
-const NODE_SUBSCRIBE_KINDS = new Set(['desired', 'commands']);
+const NODE_PUBLISH_KINDS = new Set(['heartbeat', 'status', 'presence', 'rpc-reply']);
+const NODE_SUBSCRIBE_KINDS = new Set(['desired', 'commands', 'rpc']);
 
 /** `kind` of `tern/nodes/<node>/<kind>` when it is exactly this node's topic; otherwise undefined. */
 function ownTopicKind(node: string, topic: string): string | undefined {
@@ -58,7 +58,7 @@ export function maySubscribe(principal: Principal, topicFilter: string): boolean
 /** The topics a node may publish and subscribe to, for documentation and error messages. */
 export function nodeTopics(node: string): { publish: string[]; subscribe: string[] } {
   return {
-    publish: [topics.heartbeat(node), topics.status(node), topics.presence(node)],
-    subscribe: [topics.desired(node), topics.commands(node), ROUTES_TOPIC],
+    publish: [topics.heartbeat(node), topics.status(node), topics.presence(node), topics.rpcReply(node)],
+    subscribe: [topics.desired(node), topics.commands(node), topics.rpc(node), ROUTES_TOPIC],
   };
 }

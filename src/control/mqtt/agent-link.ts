@@ -22,6 +22,7 @@ import type { Logger } from 'pino';
 import { DesiredStateSchema, topics, type DesiredState, type Heartbeat, type ReplicaStatus } from '../../protocol/fleet.js';
 import { badRequest } from '../../protocol/errors.js';
 import { ROUTES_TOPIC, RoutingTableSchema, type RoutingTable } from '../../protocol/routing.js';
+import { RpcToAgentFrameSchema, type RpcFromAgentFrame, type RpcToAgentFrame } from '../../protocol/rpc.js';
 import { agentClientId, isValidNodeId } from './acl.js';
 import { CommandEnvelopeSchema, PRESENCE_OFFLINE, PRESENCE_ONLINE, decodeJson, type FleetCommand } from './messages.js';
 import { applyReconnectBackoff, type BackoffOptions } from './reconnect-backoff.js';
@@ -57,6 +58,10 @@ export interface AgentLink {
   onRoutes(cb: (table: RoutingTable) => void): () => void;
   /** Called once per command id. */
   onCommand(cb: (command: FleetCommand) => void): () => void;
+  /** Frames of the control plane's calls to this agent (protocol/rpc.ts). */
+  onRpc(cb: (frame: RpcToAgentFrame) => void): () => void;
+  /** QoS 0; dropped while disconnected (the caller fails its call when the session drops). */
+  publishRpc(frame: RpcFromAgentFrame): void;
   onConnectionChange(cb: (connected: boolean) => void): () => void;
   /** Publishes "offline", disconnects and stops reconnecting. */
   close(): Promise<void>;
@@ -70,6 +75,7 @@ class MqttAgentLink implements AgentLink {
   private readonly desiredCbs = new Set<(d: DesiredState) => void>();
   private readonly commandCbs = new Set<(c: FleetCommand) => void>();
   private readonly routesCbs = new Set<(t: RoutingTable) => void>();
+  private readonly rpcCbs = new Set<(f: RpcToAgentFrame) => void>();
   private routesVersion = -1;
   private readonly connectionCbs = new Set<(connected: boolean) => void>();
   private readonly seenCommands = new Set<string>();
@@ -123,6 +129,16 @@ class MqttAgentLink implements AgentLink {
     return () => { this.commandCbs.delete(cb); };
   }
 
+  onRpc(cb: (frame: RpcToAgentFrame) => void): () => void {
+    this.rpcCbs.add(cb);
+    return () => { this.rpcCbs.delete(cb); };
+  }
+
+  publishRpc(frame: RpcFromAgentFrame): void {
+    if (!this.client.connected) return;
+    this.client.publish(topics.rpcReply(this.node), JSON.stringify(frame), { qos: 0 }, () => undefined);
+  }
+
   onConnectionChange(cb: (connected: boolean) => void): () => void {
     this.connectionCbs.add(cb);
     return () => { this.connectionCbs.delete(cb); };
@@ -148,7 +164,9 @@ class MqttAgentLink implements AgentLink {
     this.lastError = undefined;
     this.client.publish(topics.presence(this.node), PRESENCE_ONLINE, { qos: 1, retain: true }, () => undefined);
     // Subscribing on every connect also makes the broker resend the retained desired state.
-    this.client.subscribe({ [topics.desired(this.node)]: { qos: 1 }, [topics.commands(this.node)]: { qos: 1 }, [ROUTES_TOPIC]: { qos: 1 } }, (err) => {
+    this.client.subscribe({
+      [topics.desired(this.node)]: { qos: 1 }, [topics.commands(this.node)]: { qos: 1 }, [ROUTES_TOPIC]: { qos: 1 }, [topics.rpc(this.node)]: { qos: 0 },
+    }, (err) => {
       if (err && !this.closed) this.log.error({ err: err.message, node: this.node }, 'the broker refused the subscriptions to desired state and commands');
     });
     this.log.info({ node: this.node }, 'connected to the control plane');
@@ -166,6 +184,16 @@ class MqttAgentLink implements AgentLink {
     if (topic === topics.desired(this.node)) this.onDesiredMessage(payload);
     else if (topic === topics.commands(this.node)) this.onCommandMessage(payload);
     else if (topic === ROUTES_TOPIC) this.onRoutesMessage(payload);
+    else if (topic === topics.rpc(this.node)) this.onRpcMessage(payload);
+  }
+
+  private onRpcMessage(payload: Buffer): void {
+    const decoded = decodeJson(payload, RpcToAgentFrameSchema);
+    if (!decoded.ok) {
+      this.log.warn({ node: this.node }, `ignored a malformed call frame: ${decoded.error}`);
+      return;
+    }
+    for (const cb of this.rpcCbs) this.call(cb, decoded.value, 'rpc');
   }
 
   private onRoutesMessage(payload: Buffer): void {

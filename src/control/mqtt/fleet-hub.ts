@@ -53,6 +53,8 @@
  *   pattern write tern/nodes/%u/presence
  *   pattern read tern/nodes/%u/desired
  *   pattern read tern/nodes/%u/commands
+ *   pattern read tern/nodes/%u/rpc
+ *   pattern write tern/nodes/%u/rpc-reply
  *   # every gateway reads the shared routing table
  *   pattern read tern/routes
  *
@@ -72,6 +74,7 @@ import {
 } from '../../protocol/fleet.js';
 import { TernError, badRequest, formatZodError } from '../../protocol/errors.js';
 import { ROUTES_TOPIC, type RoutingTable } from '../../protocol/routing.js';
+import { RpcFromAgentFrameSchema, type RpcFromAgentFrame, type RpcToAgentFrame } from '../../protocol/rpc.js';
 import { isValidNodeId } from './acl.js';
 import { CommandEnvelopeSchema, PRESENCE_OFFLINE, PRESENCE_ONLINE, decodeJson, type FleetCommand } from './messages.js';
 import { applyReconnectBackoff, type BackoffOptions } from './reconnect-backoff.js';
@@ -124,6 +127,10 @@ export interface FleetHubEvents {
   status: [node: string, status: ReplicaStatus];
   nodeUp: [node: string];
   nodeDown: [node: string, info: NodeDownInfo];
+  /** An agent (re)connected to the broker: presence "online", also when the hub already saw it up. */
+  agentSession: [node: string];
+  /** A frame of a call to a node's agent (node-rpc.ts). */
+  rpc: [node: string, frame: RpcFromAgentFrame];
   /** The hub's own connection to the broker. */
   connection: [connected: boolean];
 }
@@ -220,6 +227,7 @@ export class FleetHub extends EventEmitter<FleetHubEvents> {
       [`${TOPIC_PREFIX}/+/heartbeat`]: { qos: 0 as const },
       [`${TOPIC_PREFIX}/+/status`]: { qos: 1 as const },
       [`${TOPIC_PREFIX}/+/presence`]: { qos: 1 as const },
+      [`${TOPIC_PREFIX}/+/rpc-reply`]: { qos: 0 as const },
       [this.probeTopic]: { qos: 0 as const },
     };
     try {
@@ -258,6 +266,13 @@ export class FleetHub extends EventEmitter<FleetHubEvents> {
     const parsed = CommandEnvelopeSchema.safeParse(command);
     if (!parsed.success) throw badRequest(`invalid command for node ${node}: ${formatZodError(parsed.error)}`);
     await this.publish(topics.commands(node), JSON.stringify(parsed.data), false);
+  }
+
+  /** A frame of a call to a node's agent, QoS 0 (never queued: see protocol/rpc.ts). */
+  publishRpc(node: string, frame: RpcToAgentFrame): void {
+    this.checkNode(node);
+    if (this.closed || !this.client.connected) return;
+    this.client.publish(topics.rpc(node), JSON.stringify(frame), { qos: 0 }, () => undefined);
   }
 
   /**
@@ -322,10 +337,16 @@ export class FleetHub extends EventEmitter<FleetHubEvents> {
       const decoded = decodeJson(payload, ReplicaStatusSchema);
       if (!decoded.ok) return this.drop(node, kind, decoded.error);
       this.fire('status', node, decoded.value);
+    } else if (kind === 'rpc-reply') {
+      const decoded = decodeJson(payload, RpcFromAgentFrameSchema);
+      if (!decoded.ok) return this.drop(node, kind, decoded.error);
+      this.fire('rpc', node, decoded.value);
     } else if (kind === 'presence') {
       const text = payload.toString();
-      if (text === PRESENCE_ONLINE) this.seen(node);
-      else if (text === PRESENCE_OFFLINE) this.down(node, 'last-will');
+      if (text === PRESENCE_ONLINE) {
+        this.seen(node);
+        this.fire('agentSession', node);
+      } else if (text === PRESENCE_OFFLINE) this.down(node, 'last-will');
       else if (text !== '') this.drop(node, kind, `presence must be "${PRESENCE_ONLINE}" or "${PRESENCE_OFFLINE}", got ${JSON.stringify(text.slice(0, 40))}`);
     }
   }
