@@ -69,6 +69,8 @@ export class RpcServer {
     const abort = new AbortController();
     const sender = new StreamSender(id, window, (frame) => this.publish(frame));
     const input = new PassThrough({ highWaterMark: 256 * 1024 });
+    // A handler that reads the upload sees its failure through its own pipeline; unread, it must not crash the agent.
+    input.on('error', () => undefined);
     const call: RunningCall = { abort, sender, input, expectedSeq: 0 };
     this.calls.set(id, call);
     abort.signal.addEventListener('abort', () => {

@@ -29,17 +29,19 @@ const LogsQuery = z.object({
 const LifecycleQuery = z.object({ time: Digits.optional() }).strict();
 const FileQuery = z.object({ path: z.string().min(1).max(4096) }).strict();
 const UploadQuery = FileQuery.extend({ mode: z.string().regex(/^[0-7]{3,4}$/, 'mode is octal, like 644').optional() }).strict();
-const ExecBody = z.object({ cmd: z.array(z.string()).min(1) }).strict();
+const ExecBody = ContainerMethods.exec.params.pick({ cmd: true }).strict();
 
 type Params = z.infer<typeof ContainerParamsSchema>;
 
 /** A call's output as an HTTP body: the status is decided by what comes first (data: 200; an error: its own status). */
-async function streamCall(reply: FastifyReply, req: FastifyRequest, contentType: string, run: (o: CallOptions) => Promise<unknown>,
+async function streamCall(reply: FastifyReply, contentType: string, run: (o: CallOptions) => Promise<unknown>,
   frame: (data: Buffer, stream: RpcStream | undefined) => Buffer | string, end: (result: unknown, err?: TernError) => string | undefined): Promise<FastifyReply> {
   const body = new PassThrough({ highWaterMark: 256 * 1024 });
+  // Once sent, fastify listens for errors (and cuts the response); before that, a failed call is the reply's status instead.
+  body.on('error', () => undefined);
   const abort = new AbortController();
+  // The client went away (a log follower hung up): cancel the call on the agent. (The request's own 'close' only means its body was read.)
   reply.raw.on('close', () => { if (!reply.raw.writableFinished) abort.abort(); });
-  req.raw.on('close', () => { if (req.raw.destroyed && !reply.raw.headersSent) abort.abort(); });
   let started!: () => void;
   const firstData = new Promise<void>((resolve) => { started = resolve; });
   const call = run({
@@ -110,7 +112,7 @@ export function registerContainerRoutes(app: ApiApp, deps: ControlApiDeps): void
   }, async (req, reply) => {
     const { format, ...q } = req.query;
     const ndjson = format === 'ndjson';
-    return streamCall(reply, req, ndjson ? 'application/x-ndjson' : 'text/plain; charset=utf-8',
+    return streamCall(reply, ndjson ? 'application/x-ndjson' : 'text/plain; charset=utf-8',
       (o) => call(req.params, 'logs', { name: req.params.name, ...q }, { ...o, timeoutMs: q.follow ? 0 : undefined }),
       (data, stream) => (ndjson ? `${JSON.stringify({ stream, text: data.toString('utf8') })}\n` : data),
       (_r, err) => (err ? (ndjson ? `${JSON.stringify({ error: err.message, code: err.code })}\n` : undefined) : ''));
@@ -121,7 +123,7 @@ export function registerContainerRoutes(app: ApiApp, deps: ControlApiDeps): void
     schema: { summary: 'Run a one-off command in a running container: NDJSON output lines, then {"exit_code"}', tags, params: ContainerParamsSchema, body: ExecBody },
   }, async (req, reply) => {
     audit(deps, req, 'container.exec', `node/${req.params.id}`, `exec in ${req.params.name} on node ${req.params.id}: ${req.body.cmd.join(' ').slice(0, 200)}`, { container: req.params.name });
-    return streamCall(reply, req, 'application/x-ndjson',
+    return streamCall(reply, 'application/x-ndjson',
       (o) => call(req.params, 'exec', { name: req.params.name, cmd: req.body.cmd }, { ...o, timeoutMs: 0 }),
       (data, stream) => `${JSON.stringify({ stream, text: data.toString('utf8') })}\n`,
       (result, err) => `${JSON.stringify(err ? { error: err.message, code: err.code } : result)}\n`);
@@ -130,7 +132,7 @@ export function registerContainerRoutes(app: ApiApp, deps: ControlApiDeps): void
   app.get('/nodes/:id/containers/:name/files', {
     config: { access: 'admin' },
     schema: { summary: 'Download a file out of a container (?path=/abs/path), streamed', tags, params: ContainerParamsSchema, querystring: FileQuery },
-  }, async (req, reply) => streamCall(reply, req, 'application/octet-stream',
+  }, async (req, reply) => streamCall(reply, 'application/octet-stream',
     (o) => call(req.params, 'copyOut', { name: req.params.name, path: req.query.path }, { ...o, timeoutMs: 0 }),
     (data) => data,
     (_r, err) => (err ? undefined : '')));
