@@ -2,8 +2,10 @@
  * `tern lab up SPEC`: the bridge and a namespace per host, the hosts' cgroups,
  * the link proxies (and tc where the kernel shapes), NAT so that linked hosts
  * reach each other through their link, the lab's control plane on the bridge
- * address, and one agent per host that joins it. Each step is recorded in the
- * state file before the next; a failure tears down what was made.
+ * address, one agent per host that joins it, and last the links' delays
+ * calibrated against the path's own round trip (link-calibration.ts). Each
+ * step is recorded in the state file before the next; a failure tears down
+ * what was made.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -133,7 +135,8 @@ async function reshapeProxies(dir: string, ends: ProxyEnd[]): Promise<void> {
 
 /**
  * Shapes the links with calibrated delays (link-calibration.ts): measured with the spec's delays and no
- * loss (a lost ping would reset the probe's connection), corrected, measured again; then loss goes on.
+ * loss (a lost ping would reset the probe's connection; links carry no loss until here), corrected,
+ * measured again; then loss goes on.
  */
 async function calibrateLinks(plan: LabPlan, state: LabState, root: string, mech: ShapingMechanisms): Promise<void> {
   const dir = labDir(root, plan.spec.prefix);
@@ -151,14 +154,14 @@ async function calibrateLinks(plan: LabPlan, state: LabState, root: string, mech
   writeState(root, state);
 }
 
-async function startLinks(plan: LabPlan, state: LabState, root: string): Promise<void> {
+async function startLinks(plan: LabPlan, state: LabState, root: string): Promise<ShapingMechanisms> {
   const mech = probeShaping(plan.linksNetns, plan.spec.shaping === 'proxy');
   state.shaping = mech;
   writeState(root, state);
   const specDelays: LinkDelays = new Map();
   installShaping(plan.linksNetns, plan.linksVethInside, plan.linkEnds, mech, specDelays, false);
   for (const h of plan.hosts) installNat(h.netns, plan.linkEnds.filter((e) => e.from === h.name), plan.proxiedPorts);
-  if (plan.linkEnds.length === 0) return;
+  if (plan.linkEnds.length === 0) return mech;
   const dir = labDir(root, plan.spec.prefix);
   const planFile = path.join(dir, 'links.json');
   const ready = path.join(dir, 'links.ready');
@@ -167,7 +170,7 @@ async function startLinks(plan: LabPlan, state: LabState, root: string): Promise
   const [cmd, args] = inNamespace(plan.linksNetns, 'nice', ['-n', '-10', process.execPath, LINKS_CHILD, planFile, ready]);
   spawnDetached(state, root, 'links', [cmd, ...args]);
   await waitUntil(() => existsSync(ready), 15_000, 'the link proxies did not start (see logs/links.log)');
-  await calibrateLinks(plan, state, root, mech);
+  return mech;
 }
 
 async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, message: string): Promise<void> {
@@ -261,13 +264,15 @@ export async function labUp(spec: LabSpec, opts: LabUpOptions): Promise<LabState
     buildNetwork(plan, state, opts.root);
     buildCgroups(plan, state, opts.root);
     log(`lab ${spec.prefix}: ${plan.hosts.length} hosts on ${plan.bridge} (${spec.subnet}), cgroup ${state.cgroups[0]?.kind ?? '-'} limits`);
-    await startLinks(plan, state, opts.root);
+    const mech = await startLinks(plan, state, opts.root);
     log(`lab ${spec.prefix}: ${spec.links.length} links, delay by ${state.shaping!.delay}, bandwidth by ${state.shaping!.bandwidth}`);
-    for (const c of state.link_calibration) log(`lab ${spec.prefix}: ${describeCalibration(c, state.shaping!.delay)}`);
     const joinToken = await startControl(plan, state, opts.root);
     log(`lab ${spec.prefix}: control plane on ${plan.controlUrl}`);
     await startAgents(plan, state, opts.root, joinToken, opts.joinTimeoutMs ?? 90_000);
     log(`lab ${spec.prefix}: ${plan.hosts.filter((h) => h.agent).length} agents joined`);
+    // Last, with every process of the lab running: the path is measured as the experiments will find it.
+    await calibrateLinks(plan, state, opts.root, mech);
+    for (const c of state.link_calibration) log(`lab ${spec.prefix}: ${describeCalibration(c, state.shaping!.delay)}`);
     return state;
   } catch (err) {
     const tail = logTails(labDir(opts.root, spec.prefix));
