@@ -139,6 +139,7 @@ async function reshapeProxies(dir: string, ends: ProxyEnd[]): Promise<void> {
  * measured again; then loss goes on.
  */
 async function calibrateLinks(plan: LabPlan, state: LabState, root: string, mech: ShapingMechanisms): Promise<void> {
+  if (plan.linkEnds.length === 0) return;
   const dir = labDir(root, plan.spec.prefix);
   const apply = async (delays: LinkDelays, withLoss: boolean) => {
     if (mech.delay === 'netem') changeNetemDelays(plan.linksNetns, plan.linksVethInside, plan.linkEnds, delays, withLoss);
