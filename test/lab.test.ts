@@ -18,7 +18,7 @@ import { labDown } from '../src/lab/lab-down.js';
 import { labUnavailable, labUp } from '../src/lab/lab-up.js';
 import { readState } from '../src/lab/state.js';
 import { describeCalibration } from '../src/lab/link-calibration.js';
-import { measureLink } from '../src/lab/link-check.js';
+import { measureLink, measureRtt } from '../src/lab/link-check.js';
 import { namespaceExists, linkExists } from '../src/lab/namespaces.js';
 import { parseLabSpec } from '../src/lab/spec.js';
 import type { LabState } from '../src/protocol/lab.js';
@@ -120,12 +120,16 @@ describe.skipIf(!!unavailable)('tern lab', () => {
     within10(m.mbit, 25);
 
     // The LAN link: the path itself takes a good part of 1 ms here, so `lab up` measured it and added less.
-    const lan = await measureLink(state, 'client', 'edge', 20003);
+    // The machine's load moves a sub-ms median from one second to the next: three probes of 500 pings,
+    // a few seconds apart in all, and the median of their medians.
+    const runs: number[] = [];
+    for (let i = 0; i < 3; i++) runs.push((await measureRtt(state, 'client', 'edge', 20003, 500)).rttMs);
+    const lan = runs.sort((a, b) => a - b)[1];
     const cal = state.link_calibration.find((c) => c.between.includes('edge'))!;
-    console.log(`lab link 1 ms: median RTT ${lan.rttMs.toFixed(3)} ms, min ${lan.rttMinMs.toFixed(3)} (spec 1); at lab up: ${describeCalibration(cal, state.shaping!.delay)}`);
+    console.log(`lab link 1 ms: median RTT ${lan.toFixed(3)} ms (runs ${runs.map((r) => r.toFixed(3)).join(', ')}; spec 1); at lab up: ${describeCalibration(cal, state.shaping!.delay)}`);
     expect(cal.applied_delay_ms).toBeLessThan(0.5);
     within10(cal.rtt_ms, 1);
-    within10(lan.rttMs, 1);
+    within10(lan, 1);
 
     expect(await labDown(root, state.prefix)).toEqual([]);
     expect(leftovers(state)).toEqual([]);

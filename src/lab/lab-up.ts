@@ -146,7 +146,7 @@ async function calibrateLinks(plan: LabPlan, state: LabState, root: string, mech
     else await reshapeProxies(dir, proxyEnds(plan, mech, delays, withLoss));
   };
   const { delays, calibration } = await calibrateDelays(plan.spec.links, {
-    pings: (link) => pingsWithin(500, link.delay_ms),
+    pings: (link) => pingsWithin(750, link.delay_ms),
     measure: async (link, pings) => (await measureRtt(state, link.between[0], link.between[1], state.replica_ports[1], pings)).rttMs,
     apply: (delays) => apply(delays, false),
   });
