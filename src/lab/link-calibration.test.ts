@@ -64,15 +64,24 @@ describe('link delay calibration', () => {
     const wan = link('client', 'cloud', 20);
     const lan = link('client', 'edge', 0.5);
     const flat = link('cloud', 'edge', 0);
-    const sim = simulated([wan, lan, flat], (l) => (l === wan ? 1.2 : 0.2));
+    const sim = simulated([wan, lan, flat], (l) => (l === wan ? 2 : 0.2));
     const { delays, calibration } = await calibrateDelays([wan, lan, flat], sim.ports);
     expect(sim.counts.get(flat)).toBeUndefined();
     expect(sim.counts.get(lan)).toBe(4); // the shortest link warms the proxies up
     expect(sim.counts.get(wan)).toBe(3);
-    expect([...delays.entries()].map(([l, d]) => [l.between.join('-'), Number(d.toFixed(3))])).toEqual([['client-cloud', 19.4], ['client-edge', 0.4]]);
+    expect([...delays.entries()].map(([l, d]) => [l.between.join('-'), Number(d.toFixed(3))])).toEqual([['client-cloud', 19], ['client-edge', 0.4]]);
     expect(calibration.map((c) => Number(c.rtt_ms.toFixed(3)))).toEqual([40, 1]);
     // Every apply carries every delayed link: the proxies are reshaped as a whole.
     expect(sim.applied.every((d) => d.size === 2)).toBe(true);
+  });
+
+  it('leaves a link alone that measures within 3% of spec as it is', async () => {
+    const wan = link('client', 'cloud', 20);
+    const sim = simulated([wan], () => 1);
+    const { delays, calibration } = await calibrateDelays([wan], sim.ports);
+    expect(delays.get(wan)).toBe(20);
+    expect(calibration[0]).toMatchObject({ applied_delay_ms: 20, uncalibrated_rtt_ms: 41, rtt_ms: 41 });
+    expect(sim.applied).toEqual([]);
   });
 
   it('says so when the path alone is longer than the spec', async () => {
