@@ -55,12 +55,13 @@ export function registerLabCommands(program: Command, fail: (e: unknown) => neve
     .action(async (o: StateFlags) => {
       try {
         const { findLab, stateRoot } = await import('../lab/state.js');
-        const { measureLink } = await import('../lab/link-check.js');
+        const { measureLink, describeMeasurement } = await import('../lab/link-check.js');
+        const { describeCalibration } = await import('../lab/link-calibration.js');
         const state = findLab(stateRoot(o.stateDir), o.lab);
         for (const link of state.links) {
           const m = await measureLink(state, link.between[0], link.between[1], state.replica_ports[1]);
-          const bw = m.spec.mbit ? `${m.mbit.toFixed(1)} Mbit/s (spec ${m.spec.mbit})` : `${m.mbit.toFixed(0)} Mbit/s (unlimited)`;
-          process.stdout.write(`${m.from} -> ${m.to}: RTT ${m.rttMs.toFixed(2)} ms (spec ${m.spec.rttMs}), ${bw}\n`);
+          const cal = state.link_calibration.find((c) => c.between.join() === link.between.join());
+          process.stdout.write(`${describeMeasurement(m)}\n${cal ? `  at lab up: ${describeCalibration(cal, state.shaping?.delay ?? '?')}\n` : ''}`);
         }
       } catch (err) {
         fail(err);

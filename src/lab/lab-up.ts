@@ -2,23 +2,27 @@
  * `tern lab up SPEC`: the bridge and a namespace per host, the hosts' cgroups,
  * the link proxies (and tc where the kernel shapes), NAT so that linked hosts
  * reach each other through their link, the lab's control plane on the bridge
- * address, and one agent per host that joins it. Each step is recorded in the
- * state file before the next; a failure tears down what was made.
+ * address, one agent per host that joins it, and last the links' delays
+ * calibrated against the path's own round trip (link-calibration.ts). Each
+ * step is recorded in the state file before the next; a failure tears down
+ * what was made.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LabState } from '../protocol/lab.js';
 import { createHostCgroup, detectHostCgroups } from './host-cgroups.js';
 import { labDown } from './lab-down.js';
+import { calibrateDelays, describeCalibration, type LinkDelays } from './link-calibration.js';
+import { measureRtt, pingsWithin } from './link-check.js';
 import type { ProxyEnd } from './link-proxy.js';
 import { createBridge, createNamespace, inNamespace, ip, linkExists, namespaceExists, netnsUnavailable } from './namespaces.js';
 import { installNat } from './nat.js';
 import { labDir, readState, writeState } from './state.js';
 import { planLab, type LabPlan } from './spec.js';
-import { installShaping, probeShaping } from './traffic-control.js';
+import { changeNetemDelays, installShaping, probeShaping, type ShapingMechanisms } from './traffic-control.js';
 import type { LabSpec } from '../protocol/lab.js';
 
 // Compiled entry points, found from src/lab/ (tests) and dist/lab/ alike: both sit two levels below the package root.
@@ -106,30 +110,68 @@ function buildCgroups(plan: LabPlan, state: LabState, root: string): void {
   }
 }
 
-async function startLinks(plan: LabPlan, state: LabState, root: string): Promise<void> {
-  const mech = probeShaping(plan.linksNetns, plan.spec.shaping === 'proxy');
-  state.shaping = mech;
-  writeState(root, state);
-  installShaping(plan.linksNetns, plan.linksVethInside, plan.linkEnds, mech);
-  for (const h of plan.hosts) installNat(h.netns, plan.linkEnds.filter((e) => e.from === h.name), plan.proxiedPorts);
-  if (plan.linkEnds.length === 0) return;
-  const ends: ProxyEnd[] = plan.linkEnds.map((e) => ({
+function proxyEnds(plan: LabPlan, mech: ShapingMechanisms, delays: LinkDelays, withLoss: boolean): ProxyEnd[] {
+  const byProxy = mech.delay === 'proxy';
+  return plan.linkEnds.map((e) => ({
     listenAddress: e.proxyAddress, targetAddress: e.toAddress, ports: plan.proxiedPorts,
     shape: {
-      delayMs: mech.delay === 'proxy' ? e.link.delay_ms : 0,
-      jitterMs: mech.delay === 'proxy' ? e.link.jitter_ms : 0,
-      lossPercent: mech.delay === 'proxy' ? e.link.loss_percent : 0,
+      delayMs: byProxy ? delays.get(e.link) ?? e.link.delay_ms : 0,
+      jitterMs: byProxy ? e.link.jitter_ms : 0,
+      lossPercent: byProxy && withLoss ? e.link.loss_percent : 0,
       bandwidthMbit: mech.bandwidth === 'proxy' ? e.link.bandwidth_mbit : undefined,
     },
   }));
+}
+
+/** Writes the proxies' plan and has the running link process apply it (SIGHUP, acknowledged in a file). */
+async function reshapeProxies(dir: string, ends: ProxyEnd[]): Promise<void> {
+  const ready = path.join(dir, 'links.ready');
+  const ack = `${ready}.shaped`;
+  rmSync(ack, { force: true });
+  writeFileSync(path.join(dir, 'links.json'), JSON.stringify(ends, null, 2));
+  process.kill(Number(readFileSync(ready, 'utf8')), 'SIGHUP');
+  await waitUntil(() => existsSync(ack), 5000, 'the link proxies did not apply the calibrated delays (see logs/links.log)');
+}
+
+/**
+ * Shapes the links with calibrated delays (link-calibration.ts): measured with the spec's delays and no
+ * loss (a lost ping would reset the probe's connection; links carry no loss until here), corrected,
+ * measured again; then loss goes on.
+ */
+async function calibrateLinks(plan: LabPlan, state: LabState, root: string, mech: ShapingMechanisms): Promise<void> {
+  if (plan.linkEnds.length === 0) return;
+  const dir = labDir(root, plan.spec.prefix);
+  const apply = async (delays: LinkDelays, withLoss: boolean) => {
+    if (mech.delay === 'netem') changeNetemDelays(plan.linksNetns, plan.linksVethInside, plan.linkEnds, delays, withLoss);
+    else await reshapeProxies(dir, proxyEnds(plan, mech, delays, withLoss));
+  };
+  const { delays, calibration } = await calibrateDelays(plan.spec.links, {
+    pings: (link) => pingsWithin(750, link.delay_ms),
+    measure: async (link, pings) => (await measureRtt(state, link.between[0], link.between[1], state.replica_ports[1], pings)).rttMs,
+    apply: (delays) => apply(delays, false),
+  });
+  await apply(delays, true);
+  state.link_calibration = calibration;
+  writeState(root, state);
+}
+
+async function startLinks(plan: LabPlan, state: LabState, root: string): Promise<ShapingMechanisms> {
+  const mech = probeShaping(plan.linksNetns, plan.spec.shaping === 'proxy');
+  state.shaping = mech;
+  writeState(root, state);
+  const specDelays: LinkDelays = new Map();
+  installShaping(plan.linksNetns, plan.linksVethInside, plan.linkEnds, mech, specDelays, false);
+  for (const h of plan.hosts) installNat(h.netns, plan.linkEnds.filter((e) => e.from === h.name), plan.proxiedPorts);
+  if (plan.linkEnds.length === 0) return mech;
   const dir = labDir(root, plan.spec.prefix);
   const planFile = path.join(dir, 'links.json');
   const ready = path.join(dir, 'links.ready');
-  writeFileSync(planFile, JSON.stringify(ends, null, 2));
+  writeFileSync(planFile, JSON.stringify(proxyEnds(plan, mech, specDelays, false), null, 2));
   // Raised priority: the proxies' timers must fire on time while the hosts burn their CPU.
   const [cmd, args] = inNamespace(plan.linksNetns, 'nice', ['-n', '-10', process.execPath, LINKS_CHILD, planFile, ready]);
   spawnDetached(state, root, 'links', [cmd, ...args]);
   await waitUntil(() => existsSync(ready), 15_000, 'the link proxies did not start (see logs/links.log)');
+  return mech;
 }
 
 async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, message: string): Promise<void> {
@@ -214,7 +256,7 @@ export async function labUp(spec: LabSpec, opts: LabUpOptions): Promise<LabState
   checkFree(plan);
   const state: LabState = {
     prefix: spec.prefix, spec_file: opts.specFile, created_at: new Date().toISOString(), bridge_address: plan.bridgeAddress,
-    namespaces: [], cgroups: [], cgroup_parents: [], processes: [], links: spec.links,
+    namespaces: [], cgroups: [], cgroup_parents: [], processes: [], links: spec.links, link_calibration: [],
     hosts: plan.hosts.map((h) => ({ name: h.name, address: h.address, netns: h.netns, site: h.site, agent: h.agent, cpu: h.cpu, memory_mb: h.memory_mb })),
     gateway_port: spec.ports.gateway, gateway_grpc_port: spec.ports.gateway_grpc, replica_ports: spec.ports.replicas,
   };
@@ -223,12 +265,15 @@ export async function labUp(spec: LabSpec, opts: LabUpOptions): Promise<LabState
     buildNetwork(plan, state, opts.root);
     buildCgroups(plan, state, opts.root);
     log(`lab ${spec.prefix}: ${plan.hosts.length} hosts on ${plan.bridge} (${spec.subnet}), cgroup ${state.cgroups[0]?.kind ?? '-'} limits`);
-    await startLinks(plan, state, opts.root);
+    const mech = await startLinks(plan, state, opts.root);
     log(`lab ${spec.prefix}: ${spec.links.length} links, delay by ${state.shaping!.delay}, bandwidth by ${state.shaping!.bandwidth}`);
     const joinToken = await startControl(plan, state, opts.root);
     log(`lab ${spec.prefix}: control plane on ${plan.controlUrl}`);
     await startAgents(plan, state, opts.root, joinToken, opts.joinTimeoutMs ?? 90_000);
     log(`lab ${spec.prefix}: ${plan.hosts.filter((h) => h.agent).length} agents joined`);
+    // Last, with every process of the lab running: the path is measured as the experiments will find it.
+    await calibrateLinks(plan, state, opts.root, mech);
+    for (const c of state.link_calibration) log(`lab ${spec.prefix}: ${describeCalibration(c, state.shaping!.delay)}`);
     return state;
   } catch (err) {
     const tail = logTails(labDir(opts.root, spec.prefix));

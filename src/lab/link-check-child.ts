@@ -1,7 +1,8 @@
 /**
  * The two ends of a link measurement, run inside lab hosts by link-check.ts:
  * `echo PORT` answers each 1-byte ping and sends N bytes on request;
- * `probe HOST PORT PINGS BYTES` prints {rtt_ms (median), mbit} as JSON.
+ * `probe HOST PORT PINGS BYTES` prints {rtt_ms (median), rtt_min_ms, mbit} as
+ * JSON (BYTES 0: pings only, no mbit).
  * Plain TCP, as the lab's traffic (HTTP, gRPC) is.
  */
 import net from 'node:net';
@@ -31,7 +32,15 @@ async function probe(host: string, port: number, pings: number, bytes: number): 
     if (i >= warmup) rtts.push(performance.now() - t);
   }
   rtts.sort((a, b) => a - b);
-  // Bandwidth over the transfer after its first quarter: TCP's slow start is not the link's rate.
+  const rtt = { rtt_ms: rtts[Math.floor(rtts.length / 2)], rtt_min_ms: rtts[0] };
+  const mbit = bytes > 0 ? await bulk(s, bytes) : undefined;
+  s.destroy();
+  process.stdout.write(`${JSON.stringify({ ...rtt, mbit })}\n`);
+}
+
+/** Mbit/s of a transfer of `bytes` toward the prober. */
+async function bulk(s: net.Socket, bytes: number): Promise<number> {
+  // Over the transfer after its first quarter: TCP's slow start is not the link's rate.
   const request = Buffer.alloc(5);
   request[0] = 0x42;
   request.writeUInt32BE(bytes, 1);
@@ -46,8 +55,7 @@ async function probe(host: string, port: number, pings: number, bytes: number): 
     if (got >= bytes) resolve();
   }));
   const seconds = (performance.now() - t1) / 1000;
-  s.destroy();
-  process.stdout.write(`${JSON.stringify({ rtt_ms: rtts[Math.floor(rtts.length / 2)], rtt_min_ms: rtts[0], mbit: ((bytes - skip) * 8) / seconds / 1e6 })}\n`);
+  return ((bytes - skip) * 8) / seconds / 1e6;
 }
 
 const [mode, ...args] = process.argv.slice(2);

@@ -122,10 +122,12 @@ export interface ProxyEnd {
 
 export interface RunningProxy {
   connections(): number;
+  /** Changes the shape in place, open connections included (`tern lab up` calibrates the delay this way). */
+  reshape(shape: LinkShape): void;
   close(): Promise<void>;
 }
 
-function relay(client: net.Socket, end: ProxyEnd, port: number, sockets: Set<net.Socket>): void {
+function relay(client: net.Socket, end: ProxyEnd, shape: LinkShape, port: number, sockets: Set<net.Socket>): void {
   // Leave from the proxy's own address: tc classifies each link's traffic by it.
   const upstream = net.connect({ host: end.targetAddress, port, localAddress: end.listenAddress });
   for (const s of [client, upstream]) {
@@ -137,14 +139,14 @@ function relay(client: net.Socket, end: ProxyEnd, port: number, sockets: Set<net
     client.resetAndDestroy();
     upstream.resetAndDestroy();
   };
-  const lines = [new DelayLine(client, upstream, end.shape, reset), new DelayLine(upstream, client, end.shape, reset)];
+  const lines = [new DelayLine(client, upstream, shape, reset), new DelayLine(upstream, client, shape, reset)];
   const close = () => {
     lines.forEach((l) => l.stop());
     client.destroy();
     upstream.destroy();
   };
   // An error or a close on one side ends the other once what is in flight would have arrived.
-  const later = () => setTimeout(close, end.shape.delayMs + end.shape.jitterMs + 1);
+  const later = () => setTimeout(close, shape.delayMs + shape.jitterMs + 1);
   client.on('error', later);
   upstream.on('error', later);
   client.on('close', later);
@@ -155,8 +157,10 @@ function relay(client: net.Socket, end: ProxyEnd, port: number, sockets: Set<net
 export async function startProxyEnd(end: ProxyEnd): Promise<RunningProxy> {
   const servers: net.Server[] = [];
   const sockets = new Set<net.Socket>();
+  // One shape object shared by every connection of this end: reshape() reaches them all.
+  const shape: LinkShape = { ...end.shape };
   for (const port of end.ports) {
-    const server = net.createServer({ noDelay: true }, (client) => relay(client, end, port, sockets));
+    const server = net.createServer({ noDelay: true }, (client) => relay(client, end, shape, port, sockets));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host: end.listenAddress, port, backlog: 1024 }, () => resolve());
@@ -165,6 +169,7 @@ export async function startProxyEnd(end: ProxyEnd): Promise<RunningProxy> {
   }
   return {
     connections: () => sockets.size / 2,
+    reshape: (next) => void Object.assign(shape, next),
     async close() {
       for (const s of sockets) s.destroy();
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));

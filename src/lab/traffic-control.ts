@@ -5,8 +5,13 @@
  * the link's rate, and, when this kernel has netem, a netem leaf with the
  * link's delay, jitter and loss. What the kernel lacks is left to the proxy
  * (src/lab/link-proxy.ts); `probeShaping` says which mechanism runs.
+ *
+ * The netem path has never run: the kernel of the machines this was written
+ * on is built without it (CONFIG_NET_SCH_NETEM unset, no modules), so only
+ * its command lines are tested (traffic-control.test.ts), not their effect.
  */
 import type { LinkEnd } from './spec.js';
+import type { LinkDelays } from './link-calibration.js';
 import { execIn } from './namespaces.js';
 
 export interface ShapingMechanisms {
@@ -44,26 +49,55 @@ export function probeShaping(ns: string, proxyOnly: boolean): ShapingMechanisms 
 }
 
 const mbit = (v: number) => `${Math.round(v * 1000)}kbit`;
+/** tc times in whole microseconds: calibrated delays are fractions of a millisecond. */
+const usec = (ms: number) => `${Math.round(ms * 1000)}us`;
+
+/** An htb class (and netem leaf) for one direction of one link end: traffic from the end's proxy to `dst`. */
+interface ShapedClass { end: LinkEnd; dst: string; id: number }
+
+function shapedClasses(ends: LinkEnd[]): ShapedClass[] {
+  // Both directions of a connection opened by `from` leave the links namespace from the proxy's address.
+  return ends.flatMap((end, i) => [end.toAddress, end.fromAddress].map((dst, j) => ({ end, dst, id: 10 + 2 * i + j })));
+}
+
+function netemArgs(op: 'add' | 'change', dev: string, c: ShapedClass, delays: LinkDelays, withLoss: boolean): string[] {
+  const l = c.end.link;
+  const delay = delays.get(l) ?? l.delay_ms;
+  return ['qdisc', op, 'dev', dev, 'parent', `1:${c.id}`, 'handle', `${c.id}:`, 'netem', 'delay', usec(delay), usec(l.jitter_ms), 'loss', `${withLoss ? l.loss_percent : 0}%`];
+}
+
+/**
+ * The tc command lines (arguments after `tc`) that shape `ends` on `dev` with what `mech` gives the
+ * kernel: netem leaves get `delays` (the spec's where absent) and the spec's loss only `withLoss`.
+ */
+export function shapingCommands(dev: string, ends: LinkEnd[], mech: ShapingMechanisms, delays: LinkDelays, withLoss: boolean): string[][] {
+  if (mech.delay !== 'netem' && mech.bandwidth !== 'tc-htb') return [];
+  const cmds = [
+    ['qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '9999'],
+    ['class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:9999', 'htb', 'rate', '10gbit'],
+  ];
+  for (const c of shapedClasses(ends)) {
+    const classid = `1:${c.id}`;
+    const rate = mech.bandwidth === 'tc-htb' && c.end.link.bandwidth_mbit ? mbit(c.end.link.bandwidth_mbit) : '10gbit';
+    cmds.push(['class', 'add', 'dev', dev, 'parent', '1:', 'classid', classid, 'htb', 'rate', rate, 'ceil', rate]);
+    if (mech.delay === 'netem') cmds.push(netemArgs('add', dev, c, delays, withLoss));
+    cmds.push(['filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
+      'match', 'ip', 'src', `${c.end.proxyAddress}/32`, 'match', 'ip', 'dst', `${c.dst}/32`, 'flowid', classid]);
+  }
+  return cmds;
+}
+
+/** The tc command lines that give the netem leaves `shapingCommands` made new delays (and the spec's loss only `withLoss`). */
+export function netemChangeCommands(dev: string, ends: LinkEnd[], delays: LinkDelays, withLoss: boolean): string[][] {
+  return shapedClasses(ends).map((c) => netemArgs('change', dev, c, delays, withLoss));
+}
 
 /** Installs the classes for every link end on the links namespace's veth (only what `mech` gives the kernel). */
-export function installShaping(ns: string, dev: string, ends: LinkEnd[], mech: ShapingMechanisms): void {
-  if (mech.delay !== 'netem' && mech.bandwidth !== 'tc-htb') return;
-  tc(ns, ['qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', '9999']);
-  tc(ns, ['class', 'add', 'dev', dev, 'parent', '1:', 'classid', '1:9999', 'htb', 'rate', '10gbit']);
-  let id = 10;
-  for (const end of ends) {
-    // Both directions of a connection opened by `from` leave here from the proxy's address.
-    for (const dst of [end.toAddress, end.fromAddress]) {
-      const classid = `1:${id}`;
-      const rate = mech.bandwidth === 'tc-htb' && end.link.bandwidth_mbit ? mbit(end.link.bandwidth_mbit) : '10gbit';
-      tc(ns, ['class', 'add', 'dev', dev, 'parent', '1:', 'classid', classid, 'htb', 'rate', rate, 'ceil', rate]);
-      if (mech.delay === 'netem') {
-        const l = end.link;
-        tc(ns, ['qdisc', 'add', 'dev', dev, 'parent', classid, 'handle', `${id}:`, 'netem', 'delay', `${l.delay_ms}ms`, `${l.jitter_ms}ms`, 'loss', `${l.loss_percent}%`]);
-      }
-      tc(ns, ['filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
-        'match', 'ip', 'src', `${end.proxyAddress}/32`, 'match', 'ip', 'dst', `${dst}/32`, 'flowid', classid]);
-      id++;
-    }
-  }
+export function installShaping(ns: string, dev: string, ends: LinkEnd[], mech: ShapingMechanisms, delays: LinkDelays, withLoss: boolean): void {
+  for (const args of shapingCommands(dev, ends, mech, delays, withLoss)) tc(ns, args);
+}
+
+/** Changes the netem leaves' delays in place (calibration); only when netem adds the delay. */
+export function changeNetemDelays(ns: string, dev: string, ends: LinkEnd[], delays: LinkDelays, withLoss: boolean): void {
+  for (const args of netemChangeCommands(dev, ends, delays, withLoss)) tc(ns, args);
 }

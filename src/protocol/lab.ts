@@ -64,6 +64,26 @@ export const LabSpecSchema = z.object({
 export type LabSpec = z.infer<typeof LabSpecSchema>;
 
 /**
+ * How `tern lab up` calibrated one link's delay (src/lab/link-calibration.ts): the
+ * path between two hosts takes time of its own, which the lab subtracts from the
+ * delay it adds, and the RTTs it measured doing so.
+ */
+export const LinkCalibrationSchema = z.object({
+  between: z.tuple([z.string(), z.string()]),
+  spec_delay_ms: z.number(),
+  /** What the lab adds each way after calibration (by the proxy or netem, see `shaping`). */
+  applied_delay_ms: z.number(),
+  /** Median RTT with the spec's delay added as is. */
+  uncalibrated_rtt_ms: z.number(),
+  /** Median RTT with `applied_delay_ms`, the last measurement at `lab up`. */
+  rtt_ms: z.number(),
+  pings: z.number().int(),
+  /** Set when the spec cannot be met on this machine. */
+  note: z.string().optional(),
+});
+export type LinkCalibration = z.infer<typeof LinkCalibrationSchema>;
+
+/**
  * What `tern lab up` made, written to `<state dir>/<prefix>/state.json` as it
  * goes, so `tern lab down` removes exactly that (also after a crash) and
  * `tern bench` finds the control plane, the client host and the host groups.
@@ -87,6 +107,7 @@ export const LabStateSchema = z.object({
   control: z.object({ url: z.string(), token: z.string(), admin_password: z.string() }).optional(),
   shaping: z.object({ delay: z.string(), bandwidth: z.string(), notes: z.array(z.string()) }).optional(),
   links: z.array(LabLinkSchema).default([]),
+  link_calibration: z.array(LinkCalibrationSchema).default([]),
   gateway_port: z.number().int().default(8000),
   gateway_grpc_port: z.number().int().default(8001),
   /** Replica ports of every host; the link proxies carry them. */
