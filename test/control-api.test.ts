@@ -529,7 +529,8 @@ describe('control API', () => {
         expect(doc.paths[p], p).toBeDefined();
       }
       const deploy = doc.paths['/api/v1/deployments'].post.requestBody.content['application/json'].schema;
-      expect(deploy.required).toEqual(['name', 'model', 'replicas']);
+      // One body shape per kind: a model deployment (kind may be left out) or a container deployment.
+      expect(deploy.oneOf.map((o: { required: string[] }) => [...o.required].sort())).toEqual([['model', 'name', 'replicas'], ['image', 'kind', 'name', 'replicas']]);
       expect(doc.paths['/api/v1/uploads/{id}'].put.requestBody.content['application/octet-stream']).toBeDefined();
       expect(doc.paths['/api/v1/auth/login'].post.security).toEqual([]);
       expect(doc.security).toEqual([{ bearer: [] }]);

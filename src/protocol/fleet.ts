@@ -216,7 +216,7 @@ export const DesiredStateSchema = z.object({
    * schema that drops unknown keys, so it ignores this list instead of refusing the whole state
    * (and the scheduler gives it none: its facts list no `workloads`).
    */
-  workloads: z.array(WorkloadReplicaSpecSchema).default([]),
+  workloads: z.array(WorkloadReplicaSpecSchema).optional(),
 });
 export type DesiredState = z.infer<typeof DesiredStateSchema>;
 
