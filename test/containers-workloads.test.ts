@@ -6,7 +6,8 @@
  * by tern when its container dies, and a second replica on the same port is
  * refused with the reason in the events; scaling 2 -> 0 removes containers; a
  * two-service compose file comes up in depends_on order; bad input is refused
- * and leaves nothing behind; an agent restart adopts the running containers.
+ * and leaves nothing behind; an agent restart adopts the running containers
+ * and removes a stray one.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -219,7 +220,7 @@ services:
     expect((await containersOf()).map((c) => c.Labels[LABELS.deployment])).toEqual(['web']);
   }, 120_000);
 
-  it('an agent restarted while the control plane is away adopts its running workload container instead of starting another', async () => {
+  it('an agent restarted while the control plane is away adopts its running workload container instead of starting another, and removes a stray one', async () => {
     const before = await containersOf('web');
     expect(before).toHaveLength(1);
     // With the control plane up, a stopped agent is a down node whose replicas are placed anew; adoption is for the agent's own restarts.
@@ -230,8 +231,20 @@ services:
     await exited;
     expect(await answer(PORTS.web)).toEqual({ name: 'web', greeting: 'hello' }); // outlives its agent
 
+    // A stray workload container labelled as this agent's, for a replica no desired state names: an orphan to remove.
+    const stray = await engine.engine.docker.createContainer({
+      Image: image, Entrypoint: ['/usr/local/bin/node'], Cmd: ['-e', 'setInterval(() => {}, 1000)'],
+      Labels: { [LABELS.owner]: ownerOf(agentDir()), [LABELS.kind]: 'workload', [LABELS.replica]: 'stray-1', [LABELS.deployment]: 'stray', [LABELS.generation]: '1', [LABELS.port]: '0' },
+      HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'no' } },
+    });
+    await stray.start();
+    expect(await containersOf()).toHaveLength(2);
+
     agent = spawnAgent();
-    await new Promise((r) => setTimeout(r, 4000)); // the agent restores its desired state, adopts, removes orphans
+    // Once the orphan is gone the agent has restored its desired state and adopted what it names.
+    expect(await waitFor(async () => (await containersOf()).length === 1, 60_000, 200)).toBe(true);
+    expect((await containersOf()).map((c) => c.Id)).toEqual(before.map((c) => c.Id));
+    await new Promise((r) => setTimeout(r, 2000)); // and it stays the same container: nothing restarts it behind the agent's back
     expect((await containersOf()).map((c) => c.Id)).toEqual(before.map((c) => c.Id));
     expect(await answer(PORTS.web)).toEqual({ name: 'web', greeting: 'hello' });
   }, 120_000);
