@@ -25,7 +25,7 @@ import { createTestNetwork, netnsUnavailable, type TestNetwork } from './netns.j
 
 const CLI = path.resolve('dist/cli/main.js');
 const NS = 'ternw1';
-const PORTS = { web: 26001, api: 26011, front: 26012, replicas: '26400-26499' };
+const PORTS = { web: 26001, bridged: 26002, api: 26011, front: 26012, replicas: '26400-26499' };
 
 const netnsWhy = netnsUnavailable();
 if (netnsWhy) {
@@ -136,6 +136,9 @@ describe.skipIf(!enabled)('container deployments in the fleet (Podman in a netwo
     expect((await tern('deployments')).stdout).toMatch(new RegExp(`web\\s+container\\s+${image.replace(/[.]/g, '\\.')}\\s+1\\s+1\\s+1/1`));
     // Gateways route model deployments only.
     expect(cp.routes.current?.routes.map((r) => r.deployment) ?? []).not.toContain('web');
+    // Its stats flow in the node's heartbeats like a model replica's.
+    const replicaId = c.Labels[LABELS.replica];
+    expect(await waitFor(() => (cp.store.nodes.list()[0].stats?.replicas.find((r) => r.id === replicaId)?.rss_bytes ?? 0) > 1e6, 15_000, 200)).toBe(true);
 
     // tern owns the restart policy: a container that dies is replaced by the agent's supervisor.
     await engine.engine.docker.getContainer(c.Id).kill();
@@ -153,6 +156,18 @@ describe.skipIf(!enabled)('container deployments in the fleet (Podman in a netwo
     expect(await containersOf('web')).toHaveLength(1);
     expect((await tern('deployments', 'scale', 'web', '1')).code).toBe(0);
   }, 180_000);
+
+  it('bridge networking forwards the published node port to the container port', async () => {
+    const body = {
+      kind: 'container', name: 'bridged', image, replicas: 1, network: 'bridge', ports: [{ container: 8080, published: PORTS.bridged }],
+      env: { NAME: 'bridged', PORT: '8080' }, entrypoint: ['/usr/local/bin/node'], command: ['-e', SERVER], resources: { cpu: 0.25, memory_mb: 96 },
+    };
+    expect((await api('POST', '/deployments', body)).status).toBe(201);
+    expect(await ready('bridged')).toBe(true);
+    expect(await answer(PORTS.bridged)).toEqual({ name: 'bridged', greeting: null });
+    expect((await api('DELETE', '/deployments/bridged')).status).toBe(202);
+    expect(await waitFor(async () => (await containersOf('bridged')).length === 0, 30_000, 200)).toBe(true);
+  }, 120_000);
 
   it('scales a deployment without ports to 2 containers on one node, then to 0: its containers are removed', async () => {
     const body = { kind: 'container', name: 'ticker', image, replicas: 2, entrypoint: ['/usr/local/bin/node'], command: ['-e', 'setInterval(() => {}, 1000)'], resources: { cpu: 0.1, memory_mb: 64 } };
