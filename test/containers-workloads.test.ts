@@ -9,70 +9,36 @@
  * and leaves nothing behind; an agent restart adopts the running containers
  * and removes a stray one.
  */
-import { execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ownerOf } from '../src/agent/drivers/container-driver.js';
 import { LABELS } from '../src/containers/labels.js';
-import { createJoinToken } from '../src/control/auth/accounts.js';
-import { startControlPlane, type ControlPlane } from '../src/control/control-plane.js';
-import { ensureServeImage, removeOwned, requireEngine, startEngine, type TestEngine } from './container-engines.js';
-import { removeDir, waitFor } from './helpers.js';
-import { createTestNetwork, netnsUnavailable, type TestNetwork } from './netns.js';
+import type { ControlPlane } from '../src/control/control-plane.js';
+import { ContainerFleet, containerFleetEnabled, runTern } from './container-fleet.js';
+import type { TestEngine } from './container-engines.js';
+import { waitFor } from './helpers.js';
 
-const CLI = path.resolve('dist/cli/main.js');
-const NS = 'ternw1';
 const PORTS = { web: 26001, bridged: 26002, api: 26011, front: 26012, replicas: '26400-26499' };
-
-const netnsWhy = netnsUnavailable();
-if (netnsWhy) {
-  if (process.env.CI) throw new Error(`the fleet workloads test must run in CI, but: ${netnsWhy}`);
-  console.warn(`SKIPPED fleet workloads test: ${netnsWhy}`);
-}
-const enabled = !netnsWhy && requireEngine('podman', 'fleet workloads test');
+const enabled = containerFleetEnabled('fleet workloads test');
 
 // Answers who it is and what its environment says.
 const SERVER = "require('node:http').createServer((q, s) => s.end(JSON.stringify({ name: process.env.NAME, greeting: process.env.GREETING ?? null }))).listen(Number(process.env.PORT))";
 // Calls the API service once at start and exits if it cannot: started before the API, it would fail.
 const FRONT = "fetch(process.env.API_URL).then((r) => r.json()).then((api) => require('node:http').createServer((q, s) => s.end(JSON.stringify({ front: true, api }))).listen(Number(process.env.PORT)), (e) => { console.error('api unreachable:', e.message); process.exit(1); })";
 
-let net: TestNetwork;
+let fleet: ContainerFleet;
 let engine: TestEngine;
 let cp: ControlPlane;
 let dataDir: string;
 let image: string;
-let agent: ChildProcess | undefined;
-let cpClosed = false;
 let cliEnv: NodeJS.ProcessEnv;
-const log = pino({ level: process.env.TERN_TEST_LOG ?? 'silent' });
 
-function tern(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...cliEnv } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-const agentDir = () => path.join(dataDir, NS);
-const nodeUrl = (port: number) => `http://${net.nodes[0].address}:${port}/`;
-
-function spawnAgent(token?: string): ChildProcess {
-  const args = [CLI, 'agent', '--control', `http://${net.hostAddress}:${cp.port}`, '--data-dir', agentDir(), '--address', net.nodes[0].address,
-    '--replica-ports', PORTS.replicas, '--container-engine', engine.url, '--no-gateway', ...(token ? ['--token', token] : [])];
-  const child = net.spawnIn(NS, process.execPath, args, { TERN_LOG_LEVEL: process.env.TERN_TEST_LOG ? 'info' : 'warn' });
-  child.stderr?.on('data', (d: Buffer) => process.env.TERN_TEST_LOG && process.stderr.write(`[agent] ${d}`));
-  return child;
-}
+const tern = (...args: string[]) => runTern(cliEnv, ...args);
+const nodeUrl = (port: number) => `http://${fleet.node.address}:${port}/`;
 
 /** This agent's containers of one deployment (all of them without a name). */
-async function containersOf(deployment?: string) {
-  const label = [`${LABELS.owner}=${ownerOf(agentDir())}`, ...(deployment ? [`${LABELS.deployment}=${deployment}`] : [])];
-  return engine.engine.docker.listContainers({ all: true, filters: { label } });
-}
+const containersOf = (deployment?: string) => fleet.ownedContainers(deployment ? { [LABELS.deployment]: deployment } : {});
 
 /** Every desired replica of the deployment is ready (and there are `count`). */
 const ready = (name: string, count = 1) => waitFor(() => {
@@ -98,27 +64,15 @@ const events = (name: string) => cp.store.events.query({ subject: `deployment/${
 
 describe.skipIf(!enabled)('container deployments in the fleet (Podman in a network namespace)', () => {
   beforeAll(async () => {
-    net = createTestNetwork('ternw', 84, 1);
-    dataDir = mkdtempSync(path.join(tmpdir(), 'ternw-fleet-'));
-    engine = await startEngine('podman', 'ternw-fleet', NS);
-    image = (await ensureServeImage(engine.engine)).tag;
-    cp = await startControlPlane({
-      dataDir: path.join(dataDir, 'control'), host: '0.0.0.0', port: 0, mqttPort: 0, advertiseHost: net.hostAddress, adminPassword: 'fleet-workloads', log,
-    });
+    fleet = await ContainerFleet.start({ prefix: 'ternw', subnet: 84, replicaPorts: PORTS.replicas, adminPassword: 'fleet-workloads', gateway: false });
+    ({ engine, cp, dataDir, image } = fleet);
     cliEnv = { TERN_CONFIG: path.join(dataDir, 'creds.json'), TERN_URL: '', TERN_TOKEN: '' };
     expect((await tern('login', '--url', `http://127.0.0.1:${cp.port}`, '--password', 'fleet-workloads')).code).toBe(0);
-    agent = spawnAgent(createJoinToken(cp.store, 600).token);
-    expect(await waitFor(() => cp.store.nodes.list().some((n) => n.state === 'ready'), 40_000)).toBe(true);
     expect(cp.store.nodes.list()[0].facts).toMatchObject({ runtimes: ['process', 'container'], workloads: ['container'] });
   }, 300_000);
 
   afterAll(async () => {
-    agent?.kill('SIGKILL');
-    if (engine && dataDir) await removeOwned(engine.engine, ownerOf(agentDir())).catch(() => undefined);
-    if (!cpClosed) await cp?.close();
-    await engine?.stop();
-    net?.teardown();
-    if (dataDir) removeDir(dataDir);
+    await fleet?.close();
   }, 60_000);
 
   it('tern run --fleet serves on its published node port, is restarted by tern when it dies, and a second replica on that port is refused', async () => {
@@ -239,23 +193,20 @@ services:
     const before = await containersOf('web');
     expect(before).toHaveLength(1);
     // With the control plane up, a stopped agent is a down node whose replicas are placed anew; adoption is for the agent's own restarts.
-    await cp.close();
-    cpClosed = true;
-    const exited = new Promise((resolve) => agent!.once('exit', resolve));
-    agent!.kill('SIGTERM');
-    await exited;
+    await fleet.closeControlPlane();
+    await fleet.stopAgent();
     expect(await answer(PORTS.web)).toEqual({ name: 'web', greeting: 'hello' }); // outlives its agent
 
     // A stray workload container labelled as this agent's, for a replica no desired state names: an orphan to remove.
     const stray = await engine.engine.docker.createContainer({
       Image: image, Entrypoint: ['/usr/local/bin/node'], Cmd: ['-e', 'setInterval(() => {}, 1000)'],
-      Labels: { [LABELS.owner]: ownerOf(agentDir()), [LABELS.kind]: 'workload', [LABELS.replica]: 'stray-1', [LABELS.deployment]: 'stray', [LABELS.generation]: '1', [LABELS.port]: '0' },
+      Labels: { [LABELS.owner]: ownerOf(fleet.agentDir), [LABELS.kind]: 'workload', [LABELS.replica]: 'stray-1', [LABELS.deployment]: 'stray', [LABELS.generation]: '1', [LABELS.port]: '0' },
       HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'no' } },
     });
     await stray.start();
     expect(await containersOf()).toHaveLength(2);
 
-    agent = spawnAgent();
+    fleet.startAgent();
     // Once the orphan is gone the agent has restored its desired state and adopted what it names.
     expect(await waitFor(async () => (await containersOf()).length === 1, 60_000, 200)).toBe(true);
     expect((await containersOf()).map((c) => c.Id)).toEqual(before.map((c) => c.Id));
