@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ContainerDeploymentSpecSchema, DeploymentSpecSchema, type DesiredState, type NodeFacts } from '../../protocol/fleet.js';
+import { ContainerDeploymentSpecSchema, DeploymentSpecSchema, DesiredStateSchema, type DesiredState, type NodeFacts } from '../../protocol/fleet.js';
 import type { RoutingTable } from '../../protocol/routing.js';
 import { RoutesPublisher } from '../routing/routes-publisher.js';
 import { Store } from '../store/store.js';
@@ -60,6 +60,9 @@ describe('reconciler with container deployments', () => {
       deployment: 'web', runtime: 'container', generation: 1, resources: { cpu: 0.5, memory_mb: 256 },
       workload: { image: 'web:1', env: {}, ports: [{ container: 26001, protocol: 'tcp' }], network: 'host', volumes: [] },
     })]);
+    // An agent from before workloads validated with this schema minus the list: it still takes the state (and its model replicas), dropping the list.
+    const older = DesiredStateSchema.omit({ workloads: true }).safeParse(JSON.parse(JSON.stringify(state)));
+    expect(older.success && older.data).toEqual({ node: 'n1', revision: state.revision, replicas: state.replicas });
     markReady();
     reconciler.reconcile('ready');
     expect(tables.at(-1)!.routes.map((r) => r.deployment)).toEqual(['iris']);
