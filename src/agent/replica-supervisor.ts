@@ -182,6 +182,7 @@ class ReplicaRunner {
   /** The model from the cache and a port pair from the range; undefined when stopped meanwhile. */
   private async launchModel(spec: ReplicaSpec, adopted: ReplicaHandle | undefined): Promise<ReplicaHandle | undefined> {
     const { deps } = this;
+    const driver = deps.driver(spec.runtime); // an unavailable runtime fails before any download
     if (!this.model) {
       const cached = await deps.cache.has(spec.sha256);
       this.set('pending', cached ? 'model cached' : `downloading model ${spec.model}:${spec.version} (${spec.sha256.slice(0, 12)})`);
@@ -198,7 +199,7 @@ class ReplicaRunner {
       this.set('starting', this.restarts > 0 ? `restart #${this.restarts}` : undefined);
     }
     if (this.port !== lastPort) deps.portAssigned(spec.id, this.port);
-    return adopted ?? this.deps.driver(spec.runtime).start(spec, this.model.dir, this.port, { signal: this.lifetime.signal });
+    return adopted ?? driver.start(spec, this.model.dir, this.port, { signal: this.lifetime.signal });
   }
 
   /** No model and no port from the range: the workload publishes the node ports its spec names. */
