@@ -22,7 +22,6 @@ import { createHash } from 'node:crypto';
 import { readdirSync, realpathSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
@@ -35,6 +34,7 @@ import { fetchImageArchive } from '../image-fetch.js';
 import { LABELS, ownerFilter } from '../../containers/labels.js';
 import { ExitWatch } from '../../containers/exit-watch.js';
 import { lastLines } from '../../containers/logs.js';
+import { accepts, portFree } from '../../containers/port-checks.js';
 import { parseImageRef, pullImage } from '../../containers/registry.js';
 import { defaultImageTag, hostPlatform } from '../../containers/platform.js';
 import { SERVER_VERSION } from '../../protocol/oip.js';
@@ -58,25 +58,6 @@ export interface ContainerDriverConfig extends DriverContext {
 
 const LOG_LINES = 12;
 const MODELS_MOUNT = '/models';
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port, host: '0.0.0.0', exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
-
-/** True when something accepts TCP connections on the node's `port`. */
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.setTimeout(2000, () => s.destroy());
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-    s.once('close', () => resolve(false));
-  });
-}
 
 /** Container options of an app workload's command, environment, ports and mounts (limits and labels come from the driver). */
 export function workloadOptions(w: WorkloadSpec): Pick<Docker.ContainerCreateOptions, 'Image' | 'Entrypoint' | 'Cmd' | 'Env' | 'WorkingDir' | 'ExposedPorts'> & { HostConfig: Docker.HostConfig } {
