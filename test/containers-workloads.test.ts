@@ -3,8 +3,8 @@
  * go from the CLI through the control plane to an agent in its own network
  * namespace with Podman in that namespace. A tiny HTTP server (node from the
  * tern image, `-e` script) comes up on its published node port, is restarted
- * by tern when its container dies, and a second replica on the same port is
- * refused with the reason in the events; scaling 2 -> 0 removes containers; a
+ * by tern when its container dies, a second replica on the same port is
+ * refused with the reason in the events, a new image rolls out; scaling 2 -> 0 removes containers; a
  * two-service compose file comes up in depends_on order; bad input is refused
  * and leaves nothing behind; an agent restart adopts the running containers
  * and removes a stray one.
@@ -75,7 +75,7 @@ describe.skipIf(!enabled)('container deployments in the fleet (Podman in a netwo
     await fleet?.close();
   }, 60_000);
 
-  it('tern run --fleet serves on its published node port, is restarted by tern when it dies, and a second replica on that port is refused', async () => {
+  it('tern run --fleet serves on its published node port, is restarted by tern when it dies, refuses a second replica on that port, rolls out a new image', async () => {
     const run = await tern('run', image, '--fleet', '--name', 'web', '--port', String(PORTS.web), '--cpus', '0.25', '--memory', '128M',
       '--env', 'NAME=web', '--env', 'GREETING=hello', '--env', `PORT=${PORTS.web}`, '--entrypoint', '/usr/local/bin/node', '--', '-e', SERVER);
     expect(run.stderr).toBe('');
@@ -109,6 +109,18 @@ describe.skipIf(!enabled)('container deployments in the fleet (Podman in a netwo
     expect(events('web').find((m) => m.includes('cannot be placed'))).toMatch(new RegExp(`already has node port ${PORTS.web} published by deployment web$`));
     expect(await containersOf('web')).toHaveLength(1);
     expect((await tern('deployments', 'scale', 'web', '1')).code).toBe(0);
+
+    // A rollout is a new image: the replica publishing the port is replaced stop-first by one of revision 2.
+    await engine.engine.docker.getImage(image).tag({ repo: 'localhost/ternw/web', tag: '2' });
+    const [old] = await containersOf('web');
+    expect((await tern('deployments', 'rollout', 'web', 'localhost/ternw/web:2', '--image')).stdout).toBe('web rolling out image localhost/ternw/web:2\n');
+    expect(await waitFor(async () => {
+      const now = await containersOf('web');
+      return now.length === 1 && now[0].Id !== old.Id && now[0].Image === 'localhost/ternw/web:2';
+    }, 30_000, 200)).toBe(true);
+    expect(await ready('web')).toBe(true);
+    expect(cp.store.replicas.listByDeployment('web').map((r) => [r.version, r.generation])).toEqual([['2', 2]]);
+    expect(await answer(PORTS.web)).toEqual({ name: 'web', greeting: 'hello' });
   }, 180_000);
 
   it('bridge networking forwards the published node port to the container port', async () => {
