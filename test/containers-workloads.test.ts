@@ -119,6 +119,8 @@ describe.skipIf(!enabled)('container deployments in the fleet (Podman in a netwo
       return now.length === 1 && now[0].Id !== old.Id && now[0].Image === 'localhost/ternw/web:2';
     }, 30_000, 200)).toBe(true);
     expect(await ready('web')).toBe(true);
+    // The old replica's record goes once the agent confirms it stopped.
+    expect(await waitFor(() => cp.store.replicas.listByDeployment('web').length === 1, 15_000)).toBe(true);
     expect(cp.store.replicas.listByDeployment('web').map((r) => [r.version, r.generation])).toEqual([['2', 2]]);
     expect(await answer(PORTS.web)).toEqual({ name: 'web', greeting: 'hello' });
   }, 180_000);
