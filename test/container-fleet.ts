@@ -131,6 +131,16 @@ export class ContainerFleet {
     return this.engine.engine.docker.listContainers({ all: true, filters: { label } });
   }
 
+  /** Starts a container labelled as this agent's for a replica no desired state names (an orphan the agent must remove). */
+  async startStray(options: { kind: 'model' | 'workload'; replica: string; labels?: Record<string, string>; Entrypoint?: string[]; Cmd: string[] }): Promise<void> {
+    const stray = await this.engine.engine.docker.createContainer({
+      Image: this.image, ...(options.Entrypoint ? { Entrypoint: options.Entrypoint } : {}), Cmd: options.Cmd,
+      Labels: { [LABELS.owner]: ownerOf(this.agentDir), [LABELS.kind]: options.kind, [LABELS.replica]: options.replica, [LABELS.generation]: '1', ...options.labels },
+      HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'no' } },
+    });
+    await stray.start();
+  }
+
   async close(): Promise<void> {
     this.agent?.kill('SIGKILL');
     await removeOwned(this.engine.engine, ownerOf(this.agentDir)).catch(() => undefined);

@@ -11,7 +11,6 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ownerOf } from '../src/agent/drivers/container-driver.js';
 import { buildInputs, fetchModelMetadata } from '../src/bench/model-inputs.js';
 import { restBinaryClient } from '../src/bench/protocol-clients.js';
 import { runClosedLoop } from '../src/bench/load-generator.js';
@@ -194,13 +193,10 @@ describe.skipIf(!enabled)('container runtime in the fleet (Podman in a network n
     expect((await fetch(`http://${net.nodes[0].address}:${replica.port}/v2/models/cnn/ready`)).status).toBe(200);
 
     // A stray container labelled as this agent's, for a replica nobody wants: the restarted agent must remove it.
-    const stray = await engine.engine.docker.createContainer({
-      Image: (await engine.engine.docker.getContainer(before[0]).inspect()).Config.Image,
+    await fleet.startStray({
+      kind: 'model', replica: 'stray-replica', labels: { [LABELS.port]: '25198', [LABELS.grpcPort]: '25199' },
       Cmd: ['serve', '--model-repository', '/tmp', '--http-port', '25198', '--grpc-port', '25199'],
-      Labels: { [LABELS.owner]: ownerOf(fleet.agentDir), [LABELS.kind]: 'model', [LABELS.replica]: 'stray-replica', [LABELS.generation]: '1', [LABELS.port]: '25198', [LABELS.grpcPort]: '25199' },
-      HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'no' } },
     });
-    await stray.start();
     expect(await ownedContainers()).toHaveLength(2);
 
     fleet.startAgent();

@@ -12,7 +12,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ownerOf } from '../src/agent/drivers/container-driver.js';
 import { LABELS } from '../src/containers/labels.js';
 import type { ControlPlane } from '../src/control/control-plane.js';
 import { ContainerFleet, containerFleetEnabled, runTern } from './container-fleet.js';
@@ -212,12 +211,10 @@ services:
     expect(await answer(PORTS.web)).toEqual({ name: 'web', greeting: 'hello' }); // outlives its agent
 
     // A stray workload container labelled as this agent's, for a replica no desired state names: an orphan to remove.
-    const stray = await engine.engine.docker.createContainer({
-      Image: image, Entrypoint: ['/usr/local/bin/node'], Cmd: ['-e', 'setInterval(() => {}, 1000)'],
-      Labels: { [LABELS.owner]: ownerOf(fleet.agentDir), [LABELS.kind]: 'workload', [LABELS.replica]: 'stray-1', [LABELS.deployment]: 'stray', [LABELS.generation]: '1', [LABELS.port]: '0' },
-      HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'no' } },
+    await fleet.startStray({
+      kind: 'workload', replica: 'stray-1', labels: { [LABELS.deployment]: 'stray', [LABELS.port]: '0' },
+      Entrypoint: ['/usr/local/bin/node'], Cmd: ['-e', 'setInterval(() => {}, 1000)'],
     });
-    await stray.start();
     expect(await containersOf()).toHaveLength(2);
 
     fleet.startAgent();
