@@ -61,7 +61,7 @@ describe('fleet CLI', () => {
 
   it('deploys, shows the deployment and why it cannot be placed without nodes', async () => {
     expect((await tern('deploy', 'iris:1', '--replicas', '2')).stdout).toMatch(/deployment iris created: iris v1 x2/);
-    expect((await tern('deployments')).stdout).toMatch(/iris\s+iris\s+1\s+2\s+0\/2/);
+    expect((await tern('deployments')).stdout).toMatch(/iris\s+model\s+iris\s+1\s+2\s+0\/2/);
     const events = await tern('events', '--subject', 'deployment/iris');
     expect(events.stdout).toMatch(/cannot be placed/);
     expect((await tern('deployments', 'scale', 'iris', '0')).stdout).toMatch(/scaled to 0/);

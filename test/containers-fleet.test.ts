@@ -6,64 +6,30 @@
  * core), and an agent restart adopts the running container instead of
  * starting a second one, while a stray container of the same agent is removed.
  */
-import { execFile, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { pino } from 'pino';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ownerOf } from '../src/agent/drivers/container-driver.js';
 import { buildInputs, fetchModelMetadata } from '../src/bench/model-inputs.js';
 import { restBinaryClient } from '../src/bench/protocol-clients.js';
 import { runClosedLoop } from '../src/bench/load-generator.js';
 import { buildImage } from '../src/containers/image-build.js';
 import { LABELS } from '../src/containers/labels.js';
-import { createJoinToken } from '../src/control/auth/accounts.js';
-import { startControlPlane, type ControlPlane } from '../src/control/control-plane.js';
+import type { ControlPlane } from '../src/control/control-plane.js';
 import { DeploymentSpecSchema } from '../src/protocol/fleet.js';
-import { ensureServeImage, removeOwned, requireEngine, startEngine, type TestEngine } from './container-engines.js';
-import { DEMO_REPO, removeDir, waitFor } from './helpers.js';
-import { createTestNetwork, netnsUnavailable, type TestNetwork } from './netns.js';
+import { ContainerFleet, containerFleetEnabled, runTern as tern } from './container-fleet.js';
+import type { TestEngine } from './container-engines.js';
+import { DEMO_REPO, waitFor } from './helpers.js';
+import type { TestNetwork } from './netns.js';
 
-const CLI = path.resolve('dist/cli/main.js');
+const enabled = containerFleetEnabled('container fleet test');
 
-function tern(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-const netnsWhy = netnsUnavailable();
-if (netnsWhy) {
-  if (process.env.CI) throw new Error(`the container fleet test must run in CI, but: ${netnsWhy}`);
-  console.warn(`SKIPPED container fleet test: ${netnsWhy}`);
-}
-const enabled = !netnsWhy && requireEngine('podman', 'container fleet test');
-
-const NS = 'ternc1';
+let fleet: ContainerFleet;
 let net: TestNetwork;
 let engine: TestEngine;
 let cp: ControlPlane;
 let dataDir: string;
-let agent: ChildProcess | undefined;
-let cpClosed = false;
-const log = pino({ level: process.env.TERN_TEST_LOG ?? 'silent' });
-
-function agentDir(): string {
-  return path.join(dataDir, NS);
-}
-
-function spawnAgent(token?: string): ChildProcess {
-  const args = [CLI, 'agent', '--control', `http://${net.hostAddress}:${cp.port}`, '--data-dir', agentDir(), '--address', net.nodes[0].address,
-    '--replica-ports', '25100-25199', '--container-engine', engine.url, ...(token ? ['--token', token] : [])];
-  const child = net.spawnIn(NS, process.execPath, args, { TERN_LOG_LEVEL: process.env.TERN_TEST_LOG ? 'info' : 'warn' });
-  child.stderr?.on('data', (d: Buffer) => process.env.TERN_TEST_LOG && process.stderr.write(`[agent] ${d}`));
-  child.stdout?.on('data', (d: Buffer) => process.env.TERN_TEST_LOG && process.stdout.write(`[agent] ${d}`));
-  return child;
-}
 
 const gatewayUrl = () => `http://${net.nodes[0].address}:8000`;
 const ready = (name: string) => waitFor(() => {
@@ -86,35 +52,21 @@ async function containerCpuNs(id: string): Promise<number> {
   return Number(/usage_usec (\d+)/.exec(readFileSync(path.join('/sys/fs/cgroup', rel, 'cpu.stat'), 'utf8'))![1]) * 1000;
 }
 
-function ownedContainers() {
-  return engine.engine.docker.listContainers({ all: true, filters: { label: [`${LABELS.owner}=${ownerOf(agentDir())}`] } });
-}
+const ownedContainers = () => fleet.ownedContainers();
 
 describe.skipIf(!enabled)('container runtime in the fleet (Podman in a network namespace)', () => {
   beforeAll(async () => {
-    net = createTestNetwork('ternc', 78, 1);
-    dataDir = mkdtempSync(path.join(tmpdir(), 'ternc-fleet-'));
-    engine = await startEngine('podman', 'ternc-fleet', NS);
-    await ensureServeImage(engine.engine);
-    cp = await startControlPlane({
-      dataDir: path.join(dataDir, 'control'), host: '0.0.0.0', port: 0, mqttPort: 0, advertiseHost: net.hostAddress, adminPassword: 'containers-fleet', log,
-    });
+    fleet = await ContainerFleet.start({ prefix: 'ternc', subnet: 78, replicaPorts: '25100-25199', adminPassword: 'containers-fleet', gateway: true });
+    ({ net, engine, cp, dataDir } = fleet);
     for (const m of ['synthetic-medium', 'iris-logreg']) {
       const config = JSON.parse(readFileSync(path.join(DEMO_REPO, m, 'config.json'), 'utf8')) as Record<string, unknown>;
       delete config.name;
       await cp.registry.importFile(m, path.join(DEMO_REPO, m, '1', 'model.onnx'), { format: 'onnx', config });
     }
-    agent = spawnAgent(createJoinToken(cp.store, 600).token);
-    expect(await waitFor(() => cp.store.nodes.list().some((n) => n.state === 'ready'), 40_000)).toBe(true);
   }, 300_000);
 
   afterAll(async () => {
-    agent?.kill('SIGKILL');
-    if (engine && dataDir) await removeOwned(engine.engine, ownerOf(agentDir())).catch(() => undefined);
-    if (!cpClosed) await cp?.close();
-    await engine?.stop();
-    net?.teardown();
-    if (dataDir) removeDir(dataDir);
+    await fleet?.close();
   }, 60_000);
 
   it('serves a container replica through the node\'s gateway and its heartbeat CPU shows the 0.5-core limit under load', async () => {
@@ -235,27 +187,19 @@ describe.skipIf(!enabled)('container runtime in the fleet (Podman in a network n
     expect(before).toHaveLength(1);
     // Edge autonomy: with the control plane up, a stopped agent is a down node and its replicas are placed anew;
     // adoption matters when the agent restarts on its own (an upgrade, a crash) and must not start duplicates.
-    await cp.close();
-    cpClosed = true;
-
-    const exited = new Promise((resolve) => agent!.once('exit', resolve));
-    agent!.kill('SIGTERM');
-    await exited;
-    agent = undefined;
+    await fleet.closeControlPlane();
+    await fleet.stopAgent();
     // The container outlives its agent and keeps serving on its port.
     expect((await fetch(`http://${net.nodes[0].address}:${replica.port}/v2/models/cnn/ready`)).status).toBe(200);
 
     // A stray container labelled as this agent's, for a replica nobody wants: the restarted agent must remove it.
-    const stray = await engine.engine.docker.createContainer({
-      Image: (await engine.engine.docker.getContainer(before[0]).inspect()).Config.Image,
+    await fleet.startStray({
+      kind: 'model', replica: 'stray-replica', labels: { [LABELS.port]: '25198', [LABELS.grpcPort]: '25199' },
       Cmd: ['serve', '--model-repository', '/tmp', '--http-port', '25198', '--grpc-port', '25199'],
-      Labels: { [LABELS.owner]: ownerOf(agentDir()), [LABELS.kind]: 'model', [LABELS.replica]: 'stray-replica', [LABELS.generation]: '1', [LABELS.port]: '25198', [LABELS.grpcPort]: '25199' },
-      HostConfig: { NetworkMode: 'host', RestartPolicy: { Name: 'no' } },
     });
-    await stray.start();
     expect(await ownedContainers()).toHaveLength(2);
 
-    agent = spawnAgent();
+    fleet.startAgent();
     expect(await waitFor(async () => (await ownedContainers()).length === 1, 60_000, 200)).toBe(true);
     expect(await waitFor(async () => (await fetch(`${gatewayUrl()}/v2/models/cnn/ready`).catch(() => undefined))?.status === 200, 30_000, 200)).toBe(true);
     expect((await ownedContainers()).map((c) => c.Id)).toEqual(before);

@@ -505,6 +505,58 @@ describe('control API', () => {
     });
   });
 
+  describe('container deployments', () => {
+    const APP = { kind: 'container', name: 'shop', image: 'tern/shop:1', replicas: 2, ports: [{ container: 26080 }], env: { MODE: 'edge' } };
+
+    it('creates, scales, rolls out a new image and deletes a deployment of kind container', async () => {
+      const created = await call(f, 'POST', '/api/v1/deployments', { token: f.admin, body: APP });
+      expect(created).toMatchObject({ status: 201, body: { name: 'shop', kind: 'container', model: null, version: '1', generation: 1 } });
+      expect(created.body.spec).toEqual({ ...APP, ports: [{ container: 26080, protocol: 'tcp' }], network: 'host', volumes: [], runtime: 'container',
+        resources: { cpu: 0.5, memory_mb: 256 }, selector: {}, spread: 'node' });
+      expect((await call(f, 'POST', '/api/v1/deployments/shop/scale', { token: f.admin, body: { replicas: 0 } })).body.spec.replicas).toBe(0);
+      const rolled = await call(f, 'POST', '/api/v1/deployments/shop/rollout', { token: f.admin, body: { image: 'tern/shop:2' } });
+      expect(rolled.body).toMatchObject({ version: '2', generation: 2, spec: { image: 'tern/shop:2', replicas: 0 } });
+      const wrong = await call(f, 'POST', '/api/v1/deployments/shop/rollout', { token: f.admin, body: { version: '3' } });
+      expect(wrong).toEqual({ status: 400, body: { error: 'deployment shop is a container deployment: roll out a new image ({"image": "..."}), not a version' } });
+      const both = await call(f, 'POST', '/api/v1/deployments/shop/rollout', { token: f.admin, body: { version: '3', image: 'x:1' } });
+      expect(both.body.error).toMatch(/send either version \(model deployments\) or image \(container deployments\)/);
+      const list = (await call(f, 'GET', '/api/v1/deployments', { token: f.admin })).body.deployments;
+      expect(list.map((d: any) => [d.name, d.kind])).toEqual([['shop', 'container']]);
+      const events = (await call(f, 'GET', '/api/v1/events?subject=deployment/shop', { token: f.admin })).body.events.map((e: any) => e.message);
+      expect(events[0]).toBe('deployment shop created: image tern/shop:1 x2 (container)');
+      expect(events[2]).toBe('deployment shop rolling out image tern/shop:2 (from image tern/shop:1), generation 2');
+      expect((await call(f, 'DELETE', '/api/v1/deployments/shop', { token: f.admin })).body).toEqual({ deleted: 'shop' });
+    });
+
+    it('refuses bad container specs with a 400 naming each problem, storing nothing', async () => {
+      const bad = async (body: Record<string, unknown>) => {
+        const r = await call(f, 'POST', '/api/v1/deployments', { token: f.admin, body });
+        expect(r.status).toBe(400);
+        return r.body.error as string;
+      };
+      expect(await bad({ kind: 'container', name: 'a', replicas: 1 })).toBe('invalid request body: image: an image is required (the container image to run)');
+      expect(await bad({ ...APP, model: 'iris', restart: 'always' })).toBe('invalid request body: (root): Unrecognized keys: "model", "restart"');
+      expect(await bad({ ...APP, network: 'bridge', ports: [{ container: 70000 }, { container: 80, published: 0 }] }))
+        .toBe('invalid request body: ports.0.container: ports are 1-65535; ports.1.published: ports are 1-65535');
+      expect(await bad({ ...APP, ports: [{ container: 80, published: 26080 }] }))
+        .toBe("invalid request body: ports.0.published: with host networking the container listens on the node's port itself: published (26080) must equal container (80) or be left out");
+      expect(await bad({ ...APP, network: 'bridge', ports: [{ container: 80, published: 26080 }, { container: 81, published: 26080 }] }))
+        .toBe('invalid request body: ports: node port 26080 is published twice; one replica cannot take a node port two times');
+      expect(await bad({ ...APP, volumes: ['data:/data'] })).toMatch(/volumes\.0: volumes look like \/node\/path:\/container\/path\[:ro\]/);
+      expect(await bad({ ...APP, runtime: 'process' })).toMatch(/runtime: a container deployment runs on the container runtime/);
+      expect(await bad({ ...APP, kind: 'vm' })).toMatch(/^invalid request body: kind: Invalid discriminator value. Expected 'model' \| 'undefined' \| 'container'/);
+      expect((await call(f, 'GET', '/api/v1/deployments', { token: f.admin })).body.deployments).toEqual([]);
+      expect(f.hookCalls.filter((c) => c.startsWith('deployment'))).toEqual([]);
+    });
+
+    it('a model deployment still rolls out versions, not images', async () => {
+      await pushModel(f, 'iris', randomBytes(10));
+      expect((await call(f, 'POST', '/api/v1/deployments', { token: f.admin, body: { kind: 'model', name: 'web', model: 'iris', replicas: 1 } })).body.kind).toBe('model');
+      const r = await call(f, 'POST', '/api/v1/deployments/web/rollout', { token: f.admin, body: { image: 'x:1' } });
+      expect(r).toEqual({ status: 400, body: { error: 'deployment web serves model iris: roll out a version ({"version": "..."}), not an image' } });
+    });
+  });
+
   describe('events, health and OpenAPI', () => {
     it('follows events by id and rejects bad queries', async () => {
       await joinNode(f);
@@ -529,7 +581,8 @@ describe('control API', () => {
         expect(doc.paths[p], p).toBeDefined();
       }
       const deploy = doc.paths['/api/v1/deployments'].post.requestBody.content['application/json'].schema;
-      expect(deploy.required).toEqual(['name', 'model', 'replicas']);
+      // One body shape per kind: a model deployment (kind may be left out) or a container deployment.
+      expect(deploy.oneOf.map((o: { required: string[] }) => [...o.required].sort())).toEqual([['model', 'name', 'replicas'], ['image', 'kind', 'name', 'replicas']]);
       expect(doc.paths['/api/v1/uploads/{id}'].put.requestBody.content['application/octet-stream']).toBeDefined();
       expect(doc.paths['/api/v1/auth/login'].post.security).toEqual([]);
       expect(doc.security).toEqual([{ bearer: [] }]);

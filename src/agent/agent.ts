@@ -139,7 +139,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   let facts: Promise<NodeFacts> | undefined;
   const getFacts = () => {
-    facts ??= collectFacts({ ...options, runtimes: options.containerDriver ? ['process', 'container'] : ['process'] }).catch((err: unknown) => {
+    // An engine runs model replicas in containers and app workloads (container deployments) alike.
+    const engine = options.containerDriver !== undefined;
+    facts ??= collectFacts({ ...options, runtimes: engine ? ['process', 'container'] : ['process'], ...(engine ? { workloads: ['container'] } : {}) }).catch((err: unknown) => {
       facts = undefined;
       throw err;
     });

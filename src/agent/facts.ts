@@ -19,6 +19,8 @@ export interface FactsConfig {
   labels?: Record<string, string>;
   /** Runtimes this node offers (the container runtime only when the agent has an engine configured). */
   runtimes?: ('process' | 'container' | 'microvm')[];
+  /** App workload kinds this agent runs (container deployments need the container runtime). */
+  workloads?: 'container'[];
   site?: string;
   zone?: string;
   location?: { lat: number; lon: number };
@@ -79,5 +81,6 @@ export async function collectFacts(config: FactsConfig = {}, probe?: HardwarePro
     address: config.address ?? defaultAddress(),
     agent_version: AGENT_VERSION,
     ...(config.runtimes ? { runtimes: config.runtimes } : {}),
+    ...(config.workloads ? { workloads: config.workloads } : {}),
   };
 }

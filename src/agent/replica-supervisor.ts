@@ -13,11 +13,17 @@
  * - takes back workloads that outlived the previous agent run (containers):
  *   a desired replica of the same generation is supervised again instead of
  *   being started twice, any other is an orphan and is removed.
+ *
+ * App workload replicas (the desired state's `workloads`, from container
+ * deployments) live the same life without a model or a port from the range:
+ * they publish the node ports their spec names.
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { DesiredStateSchema, type DesiredState, type ReplicaSpec, type ReplicaState, type ReplicaStatus } from '../protocol/fleet.js';
+import {
+  DesiredStateSchema, hostPorts, type DesiredState, type ReplicaSpec, type ReplicaState, type ReplicaStatus, type WorkloadReplicaSpec,
+} from '../protocol/fleet.js';
 import { Backoff, DEFAULT_BACKOFF, sleep, type BackoffConfig } from './backoff.js';
 import { createDriver, type AdoptedReplica, type ReplicaHandle, type RuntimeDriver, type RuntimeName } from './drivers/driver.js';
 import type { ModelCache, CachedModel } from './model-cache.js';
@@ -43,6 +49,13 @@ export interface SupervisorConfig {
 
 /** Errors that retrying cannot fix (the spec itself is unusable on this node). */
 export class PermanentReplicaError extends Error {}
+
+/** What the supervisor runs: a model replica or an app workload replica. */
+type RunSpec = ReplicaSpec | WorkloadReplicaSpec;
+
+function isWorkload(spec: RunSpec): spec is WorkloadReplicaSpec {
+  return 'workload' in spec;
+}
 
 const SavedStateSchema = z.object({
   desired: DesiredStateSchema,
@@ -92,7 +105,7 @@ class ReplicaRunner {
   private stopping: Promise<void> | undefined;
 
   /** `adopted`: the replica's workload, still running from the previous agent run. */
-  constructor(readonly spec: ReplicaSpec, private readonly deps: RunnerDeps, private adopted?: ReplicaHandle) {
+  constructor(readonly spec: RunSpec, private readonly deps: RunnerDeps, private adopted?: ReplicaHandle) {
     this.backoff = new Backoff(deps.backoff);
   }
 
@@ -124,26 +137,10 @@ class ReplicaRunner {
     while (!this.stopped) {
       let delay: number;
       try {
-        const driver = deps.driver(spec.runtime);
-        if (!this.model) {
-          const cached = await deps.cache.has(spec.sha256);
-          this.set('pending', cached ? 'model cached' : `downloading model ${spec.model}:${spec.version} (${spec.sha256.slice(0, 12)})`);
-          this.model = await deps.cache.acquire({ sha256: spec.sha256, format: spec.format });
-          if (this.stopped) break;
-        }
         const adopted = this.adopted;
         this.adopted = undefined;
-        const lastPort = this.port ?? deps.lastPort(spec.id);
-        if (adopted) {
-          deps.ports.claim(spec.id, adopted.port);
-          this.port = adopted.port;
-        } else {
-          deps.ports.release(spec.id);
-          this.port = await deps.ports.allocate(spec.id, lastPort);
-          this.set('starting', this.restarts > 0 ? `restart #${this.restarts}` : undefined);
-        }
-        if (this.port !== lastPort) deps.portAssigned(spec.id, this.port);
-        const handle = adopted ?? await driver.start(spec, this.model.dir, this.port, { signal: this.lifetime.signal });
+        const handle = isWorkload(spec) ? await this.launchWorkload(spec, adopted) : await this.launchModel(spec, adopted);
+        if (!handle) break;
         if (this.stopped) {
           await handle.stop(deps.stopGraceMs);
           break;
@@ -180,6 +177,39 @@ class ReplicaRunner {
       await sleep(delay, AbortSignal.any([this.lifetime.signal, this.wake.signal]));
       if (this.wake.signal.aborted) this.wake = new AbortController();
     }
+  }
+
+  /** The model from the cache and a port pair from the range; undefined when stopped meanwhile. */
+  private async launchModel(spec: ReplicaSpec, adopted: ReplicaHandle | undefined): Promise<ReplicaHandle | undefined> {
+    const { deps } = this;
+    const driver = deps.driver(spec.runtime); // an unavailable runtime fails before any download
+    if (!this.model) {
+      const cached = await deps.cache.has(spec.sha256);
+      this.set('pending', cached ? 'model cached' : `downloading model ${spec.model}:${spec.version} (${spec.sha256.slice(0, 12)})`);
+      this.model = await deps.cache.acquire({ sha256: spec.sha256, format: spec.format });
+      if (this.stopped) return undefined;
+    }
+    const lastPort = this.port ?? deps.lastPort(spec.id);
+    if (adopted) {
+      deps.ports.claim(spec.id, adopted.port);
+      this.port = adopted.port;
+    } else {
+      deps.ports.release(spec.id);
+      this.port = await deps.ports.allocate(spec.id, lastPort);
+      this.set('starting', this.restarts > 0 ? `restart #${this.restarts}` : undefined);
+    }
+    if (this.port !== lastPort) deps.portAssigned(spec.id, this.port);
+    return adopted ?? driver.start(spec, this.model.dir, this.port, { signal: this.lifetime.signal });
+  }
+
+  /** No model and no port from the range: the workload publishes the node ports its spec names. */
+  private async launchWorkload(spec: WorkloadReplicaSpec, adopted: ReplicaHandle | undefined): Promise<ReplicaHandle> {
+    this.port = hostPorts(spec.workload)[0];
+    if (adopted) return adopted;
+    this.set('starting', this.restarts > 0 ? `restart #${this.restarts}` : undefined);
+    const driver = this.deps.driver(spec.runtime);
+    if (!driver.startWorkload) throw new PermanentReplicaError(`the ${spec.runtime} runtime of this agent cannot run app workloads`);
+    return driver.startWorkload(spec, { signal: this.lifetime.signal });
   }
 
   /** Restarts now: stops the running process (it is started again at once) or cuts a backoff wait short. */
@@ -377,8 +407,10 @@ export class ReplicaSupervisor {
   }
 
   private async reconcile(): Promise<void> {
-    const wanted = new Map<string, ReplicaSpec>();
-    if (this.drainedRevision === undefined) for (const spec of this.desired?.replicas ?? []) wanted.set(spec.id, spec);
+    const wanted = new Map<string, RunSpec>();
+    if (this.drainedRevision === undefined) {
+      for (const spec of [...this.desired?.replicas ?? [], ...this.desired?.workloads ?? []]) wanted.set(spec.id, spec);
+    }
     const stops: Promise<void>[] = [];
     for (const [id, runner] of this.runners) {
       const spec = wanted.get(id);
@@ -402,7 +434,7 @@ export class ReplicaSupervisor {
     }
   }
 
-  private claimAdopted(spec: ReplicaSpec): ReplicaHandle | undefined {
+  private claimAdopted(spec: RunSpec): ReplicaHandle | undefined {
     const a = this.adopted.get(spec.id);
     if (!a || a.runtime !== spec.runtime || a.generation !== spec.generation) return undefined;
     this.adopted.delete(spec.id);

@@ -28,6 +28,11 @@ function parseLabels(pairs: string[]): Record<string, string | null> {
   return out;
 }
 
+/** Selector flags (key=value, node labels to match). */
+export function parseSelector(pairs: string[] = []): Record<string, string> {
+  return Object.fromEntries(Object.entries(parseLabels(pairs)).filter((e): e is [string, string] => e[1] !== null));
+}
+
 /** `model` or `model:version` */
 function parseModelRef(ref: string): { model: string; version?: string } {
   const [model, version] = ref.split(':');
@@ -145,7 +150,7 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
     .option('--app-slo <ms>', 'also serve it as a Clipper-style app POST /<name>/predict with this SLO', parsePositiveInt)
     .action(act(async (ref: string, o: any) => {
       const { model, version } = parseModelRef(ref);
-      const selector = Object.fromEntries(Object.entries(parseLabels(o.selector ?? [])).filter(([, v]) => v !== null));
+      const selector = parseSelector(o.selector);
       const d = await (await client()).post<any>('/deployments', {
         name: o.name ?? model, model, ...(version ? { version } : {}), replicas: o.replicas, runtime: o.runtime, ...(o.image ? { image: o.image } : {}),
         resources: { cpu: o.cpu, memory_mb: o.memory }, selector, spread: o.spread, ...(o.preferSite ? { prefer_site: o.preferSite } : {}),
@@ -158,17 +163,23 @@ export function registerFleetCommands(program: Command, fail: (e: unknown) => ne
   deps.command('ls', { isDefault: true }).option('--json').action(act(async (o: Out) => {
     const res = await (await client()).get<any>('/deployments');
     const list: any[] = res.deployments ?? res;
-    print(list, o, () => formatTable(list.map((d) => ({ name: d.name, model: d.model, version: d.version, replicas: d.spec?.replicas, ready: d.status ? `${d.status.ready}/${d.status.desired}` : undefined, deleting: d.deleting || undefined })), ['name', 'model', 'version', 'replicas', 'ready', 'deleting']));
+    // A container deployment runs an image; its version is its revision (a new one per image rolled out).
+    print(list, o, () => formatTable(list.map((d) => ({
+      name: d.name, kind: d.kind ?? 'model', runs: d.kind === 'container' ? d.spec.image : d.model, version: d.version, replicas: d.spec?.replicas,
+      ready: d.status ? `${d.status.ready}/${d.status.desired}` : undefined, deleting: d.deleting || undefined,
+    })), ['name', 'kind', 'runs', 'version', 'replicas', 'ready', 'deleting']));
   }));
   deps.command('show <name>').action(act(async (name: string) => print(await (await client()).get(`/deployments/${name}`), { json: true })));
   deps.command('scale <name> <replicas>').action(act(async (name: string, n: string) => {
     await (await client()).post(`/deployments/${name}/scale`, { replicas: parsePositiveIntOrZero(n) });
     process.stdout.write(`${name} scaled to ${n}\n`);
   }));
-  deps.command('rollout <name> <version>').action(act(async (name: string, version: string) => {
-    await (await client()).post(`/deployments/${name}/rollout`, { version });
-    process.stdout.write(`${name} rolling out version ${version} (start-first)\n`);
-  }));
+  deps.command('rollout <name> <version>').description('a model VERSION, or for a container deployment a new image (--image)')
+    .option('--image', 'VERSION is an image reference: roll a container deployment out to it')
+    .action(act(async (name: string, to: string, o: { image?: boolean }) => {
+      await (await client()).post(`/deployments/${name}/rollout`, o.image ? { image: to } : { version: to });
+      process.stdout.write(`${name} rolling out ${o.image ? 'image' : 'version'} ${to}\n`);
+    }));
   deps.command('rm <name>').action(act(async (name: string) => {
     await (await client()).request('DELETE', `/deployments/${name}`);
     process.stdout.write(`${name} deleting: replicas stop, then it is removed\n`);

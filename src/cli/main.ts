@@ -15,7 +15,7 @@ import { registerBenchCommands } from './bench-commands.js';
 import type { ControlFlags } from './fleet-up.js';
 import type { AgentFlags } from './agent-command.js';
 import type { ImageBuildFlags } from './image-commands.js';
-import type { RunFlags } from './compose-commands.js';
+import type { ComposeFlags, RunFlags } from './compose-commands.js';
 
 // Commands load their modules when run: the agent must not carry the model
 // server, control plane and ONNX Runtime in its memory, and short commands start faster.
@@ -123,20 +123,23 @@ image.command('load <archive>')
   .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
   .action(async (archive: string, opts: { engine?: string }) => { await (await import('./image-commands.js')).imageLoad(archive, opts).catch(fail); });
 
-const compose = program.command('compose').description('multi-container apps from a Docker Compose v3 file, on this node\'s container engine');
+const compose = program.command('compose').description('multi-container apps from a Docker Compose v3 file, on this node\'s container engine or (--fleet) as fleet deployments');
 compose.command('up <file>')
-  .description('start the services in depends_on order, each once its dependencies accept connections')
+  .description('start the services in depends_on order, each once its dependencies accept connections (--fleet: are ready)')
   .option('--project <name>', 'project name (default: the file\'s name: key, else its folder)')
   .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
-  .action(async (file: string, opts: { project?: string; engine?: string }) => { await (await import('./compose-commands.js')).composeUpCommand(file, opts).catch(fail); });
-compose.command('down')
-  .description('stop and remove the containers of a project')
-  .requiredOption('--project <name>', 'project name')
+  .option('--fleet', 'through the control plane (tern login): one container deployment <project>-<service> per service')
+  .option('--timeout <s>', '--fleet: how long each service may take to be ready', parsePositiveInt, 120)
+  .action(async (file: string, opts: ComposeFlags) => { await (await import('./compose-commands.js')).composeUpCommand(file, opts).catch(fail); });
+compose.command('down [file]')
+  .description('stop and remove the containers of a project (--fleet: the deployments of the FILE\'s services)')
+  .option('--project <name>', 'project name (default: from FILE)')
   .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
-  .action(async (opts: { project: string; engine?: string }) => { await (await import('./compose-commands.js')).composeDownCommand(opts).catch(fail); });
+  .option('--fleet', 'remove the project\'s container deployments through the control plane')
+  .action(async (file: string | undefined, opts: ComposeFlags) => { await (await import('./compose-commands.js')).composeDownCommand(file, opts).catch(fail); });
 program.command('run <image> [command...]')
-  .description('run an app container (any image) on this node\'s container engine')
-  .option('--name <name>', 'project and service name (default: from the image)')
+  .description('run an app container (any image) on this node\'s container engine, or (--fleet) as a container deployment')
+  .option('--name <name>', 'project and service name; with --fleet the deployment name (default: from the image)')
   .option('--port <port...>', 'published ports (host networking: the same on both sides)')
   .option('--env <k=v...>', 'environment variables')
   .option('--volume <mount...>', 'bind mounts: /host/path:/container/path[:ro]')
@@ -144,6 +147,9 @@ program.command('run <image> [command...]')
   .option('--cpus <cores>', 'CPU limit in cores', Number)
   .option('--memory <size>', 'memory limit, e.g. 512M')
   .option('--engine <url>', 'container engine (default: DOCKER_HOST or a default socket)')
+  .option('--fleet', 'through the control plane (tern login): a container deployment the scheduler places on nodes with a container runtime')
+  .option('--replicas <n>', 'replicas (each publishing a port takes a node of its own)', parsePositiveInt)
+  .option('--selector <k=v...>', '--fleet: node labels to match')
   .action(async (img: string, command: string[], opts: RunFlags) => { await (await import('./compose-commands.js')).runCommand(img, command, opts).catch(fail); });
 
 registerContainerCommands(program, fail);

@@ -6,7 +6,6 @@
  * refused project leaves nothing behind. Containers carry the project and
  * service in their labels, which is how `down` finds them.
  */
-import net from 'node:net';
 import type Docker from 'dockerode';
 import type { ComposeProject, Workload } from './compose.js';
 import { engineMessage, type Engine } from './engine.js';
@@ -15,6 +14,7 @@ import { LABELS } from './labels.js';
 import { cpuReservation } from './limits.js';
 import { lastLines } from './logs.js';
 import { hostPlatform } from './platform.js';
+import { accepts, portFree } from './port-checks.js';
 import { parseImageRef, pullImage } from './registry.js';
 
 export const COMPOSE_LABELS = { project: 'tern.compose.project', service: 'tern.compose.service' } as const;
@@ -25,22 +25,6 @@ export interface UpOptions {
 }
 
 export interface StartedContainer { service: string; name: string; id: string }
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port, host: '0.0.0.0', exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
 
 export function projectFilter(project: string): { label: string[] } {
   return { label: [`${COMPOSE_LABELS.project}=${project}`] };

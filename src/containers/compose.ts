@@ -124,8 +124,12 @@ export function startOrder(deps: Map<string, string[]>): string[] {
   return order;
 }
 
-/** Parses and checks a compose file's text; `defaultName` names the project when the file does not. */
-export function parseCompose(text: string, defaultName: string): ComposeProject {
+/**
+ * Parses and checks a compose file's text; `defaultName` names the project when the file does not.
+ * `fleet`: the services become fleet deployments, whose replicas the scheduler spreads over nodes,
+ * so replicas or services sharing a published port are its to place or refuse, not an error here.
+ */
+export function parseCompose(text: string, defaultName: string, options: { fleet?: boolean } = {}): ComposeProject {
   let raw: unknown;
   try {
     raw = parseYaml(text);
@@ -142,7 +146,7 @@ export function parseCompose(text: string, defaultName: string): ComposeProject 
     const s = file.services[service];
     const replicas = s.deploy?.replicas ?? 1;
     const p = ports(service, s);
-    if (replicas > 1 && p.length) throw new Error(`services.${service}: ${replicas} replicas cannot share published ports ${p.join(', ')} on one node`);
+    if (replicas > 1 && p.length && !options.fleet) throw new Error(`services.${service}: ${replicas} replicas cannot share published ports ${p.join(', ')} on one node`);
     const cpus = Number(s.deploy?.resources?.limits?.cpus ?? 0);
     if (!Number.isFinite(cpus) || cpus < 0) throw new Error(`services.${service}.deploy.resources.limits.cpus '${s.deploy?.resources?.limits?.cpus}' must be a number of cores`);
     return {
@@ -153,6 +157,6 @@ export function parseCompose(text: string, defaultName: string): ComposeProject 
   });
   const all = workloads.flatMap((w) => w.ports.map((port) => ({ port, service: w.service })));
   const clash = all.find((a, i) => all.findIndex((b) => b.port === a.port) !== i);
-  if (clash) throw new Error(`port ${clash.port} is published by more than one service`);
+  if (clash && !options.fleet) throw new Error(`port ${clash.port} is published by more than one service`);
   return { name: file.name ?? defaultName, workloads };
 }

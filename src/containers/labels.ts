@@ -10,7 +10,7 @@ export const LABELS = {
   replica: 'tern.replica',
   deployment: 'tern.deployment',
   generation: 'tern.generation',
-  /** `model` (a tern serve replica) or `app` (any image). */
+  /** `model` (a tern serve replica), `workload` (a replica of a container deployment) or `app` (tern run / compose on the node). */
   kind: 'tern.kind',
   port: 'tern.port',
   grpcPort: 'tern.grpc-port',

@@ -63,6 +63,8 @@ export const NodeFactsSchema = z.object({
   agent_version: z.string(),
   /** Runtimes this node can run replicas with (absent: an agent from before runtimes were reported; not filtered on). */
   runtimes: z.array(z.enum(['process', 'container', 'microvm'])).optional(),
+  /** Kinds of app workload (deployments of `kind` other than model) the agent runs; absent: an agent from before them, given none. */
+  workloads: z.array(z.enum(['container'])).optional(),
 });
 export type NodeFacts = z.infer<typeof NodeFactsSchema>;
 
@@ -159,11 +161,66 @@ export const ReplicaSpecSchema = z.object({
 });
 export type ReplicaSpec = z.infer<typeof ReplicaSpecSchema>;
 
+const ImageRefSchema = z.string({ error: (i) => (i.input === undefined ? 'an image is required (the container image to run)' : 'an image reference is a string') })
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._\-/:@]{0,254}$/, 'image references are letters, digits and . _ - / : @');
+
+const PortNumberSchema = z.number().int().min(1, 'ports are 1-65535').max(65535, 'ports are 1-65535');
+
+/** A container port and the node port it is reached on. */
+export const WorkloadPortSchema = z.object({
+  container: PortNumberSchema,
+  /** The node's port (bridge networking: forwarded to `container`; host networking: must equal it). Absent: not published. */
+  published: PortNumberSchema.optional(),
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+}).strict();
+export type WorkloadPort = z.infer<typeof WorkloadPortSchema>;
+
+/**
+ * What an app container runs, as the agent needs it. Host networking (the default, as for
+ * model replicas and `tern compose`): the container listens on the node's ports itself.
+ */
+export const WorkloadSpecSchema = z.object({
+  image: ImageRefSchema,
+  /** Replaces the image's CMD. */
+  command: z.array(z.string()).optional(),
+  /** Replaces the image's ENTRYPOINT. */
+  entrypoint: z.array(z.string()).optional(),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _'), z.string()).default({}),
+  ports: z.array(WorkloadPortSchema).max(64).default([]),
+  network: z.enum(['host', 'bridge']).default('host'),
+  /** Bind mounts of node paths: /node/path:/container/path[:ro]. */
+  volumes: z.array(z.string().regex(/^\/[^:]*:\/[^:]*(:(ro|rw))?$/, 'volumes look like /node/path:/container/path[:ro]')).default([]),
+  working_dir: z.string().optional(),
+}).strict();
+export type WorkloadSpec = z.infer<typeof WorkloadSpecSchema>;
+
+/** The node ports a workload takes: published ports, or with host networking every port it listens on. */
+export function hostPorts(w: Pick<WorkloadSpec, 'ports' | 'network'>): number[] {
+  return w.ports.flatMap((p) => (w.network === 'host' ? [p.published ?? p.container] : p.published !== undefined ? [p.published] : []));
+}
+
+/** One replica of a `kind: container` deployment: the same identity and fencing as a model replica, no model. */
+export const WorkloadReplicaSpecSchema = z.object({
+  id: z.string(),
+  deployment: z.string(),
+  runtime: z.literal('container'),
+  workload: WorkloadSpecSchema,
+  resources: ResourcesSchema,
+  generation: z.number().int().positive(),
+});
+export type WorkloadReplicaSpec = z.infer<typeof WorkloadReplicaSpecSchema>;
+
 export const DesiredStateSchema = z.object({
   node: z.string(),
   /** Increases with every change for this node; agents ignore older revisions. */
   revision: z.number().int().nonnegative(),
   replicas: z.array(ReplicaSpecSchema),
+  /**
+   * App workload replicas, apart from `replicas`: an agent from before them validates with a
+   * schema that drops unknown keys, so it ignores this list instead of refusing the whole state
+   * (and the scheduler gives it none: its facts list no `workloads`).
+   */
+  workloads: z.array(WorkloadReplicaSpecSchema).optional(),
 });
 export type DesiredState = z.infer<typeof DesiredStateSchema>;
 
@@ -188,30 +245,65 @@ export type JoinResponse = z.infer<typeof JoinResponseSchema>;
 
 export const NameSchema = z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'names are 1-63 lower-case letters, digits, _ . - and start with a letter or digit');
 
-export const DeploymentSpecSchema = z.object({
+const PlacementFields = {
   name: NameSchema,
-  model: z.string().min(1),
-  /** Absent: the newest version in the registry at deploy time. */
-  version: z.string().optional(),
   replicas: z.number().int().min(0).max(1000),
-  runtime: RuntimeNameSchema.default('process'),
-  /** Container runtime: the model-server image to run (default: tern/serve:<version>-<node arch>, from `tern image build`). */
-  image: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._\-/:@]{0,254}$/, 'image references are letters, digits and . _ - / : @').optional(),
   resources: ResourcesSchema.default({ cpu: 0.5, memory_mb: 256 }),
   selector: LabelsSchema.default({}),
   /** Spread replicas across nodes (default) or zones. */
   spread: z.enum(['node', 'zone', 'none']).default('node'),
   /** Prefer nodes of this site (locality preference); others are used when it is full. */
   prefer_site: z.string().optional(),
+};
+
+export const ModelDeploymentSpecSchema = z.object({
+  /** Absent in specs stored before kinds existed. */
+  kind: z.literal('model').optional(),
+  ...PlacementFields,
+  model: z.string().min(1),
+  /** Absent: the newest version in the registry at deploy time. */
+  version: z.string().optional(),
+  runtime: RuntimeNameSchema.default('process'),
+  /** Container runtime: the model-server image to run (default: tern/serve:<version>-<node arch>, from `tern image build`). */
+  image: ImageRefSchema.optional(),
   /** Also serve the model as a Clipper-style app under the deployment's name. */
   app: DeploymentAppSchema.optional(),
   /** How gateways pick among the replicas. */
   routing: RoutingPolicySchema.default({ locality: 'local-first', hedge: false }),
 }).strict();
+export type ModelDeploymentSpec = z.infer<typeof ModelDeploymentSpecSchema>;
+
+/** An app workload: any image, run by the agents' container runtime, placed like model replicas, never routed to by gateways. */
+export const ContainerDeploymentSpecSchema = WorkloadSpecSchema.extend({
+  kind: z.literal('container'),
+  ...PlacementFields,
+  runtime: z.literal('container', { error: 'a container deployment runs on the container runtime' }).default('container'),
+}).strict().superRefine((spec, ctx) => {
+  spec.ports.forEach((p, i) => {
+    if (spec.network === 'host' && p.published !== undefined && p.published !== p.container) {
+      ctx.addIssue({ code: 'custom', path: ['ports', i, 'published'], message: `with host networking the container listens on the node's port itself: published (${p.published}) must equal container (${p.container}) or be left out` });
+    }
+  });
+  const ports = hostPorts(spec);
+  const twice = ports.find((p, i) => ports.indexOf(p) !== i);
+  if (twice !== undefined) ctx.addIssue({ code: 'custom', path: ['ports'], message: `node port ${twice} is published twice; one replica cannot take a node port two times` });
+});
+export type ContainerDeploymentSpec = z.infer<typeof ContainerDeploymentSpecSchema>;
+
+/** `kind` picks the shape; absent means model (every body from before kinds existed). */
+export const DeploymentSpecSchema = z.discriminatedUnion('kind', [ModelDeploymentSpecSchema, ContainerDeploymentSpecSchema]);
 export type DeploymentSpec = z.infer<typeof DeploymentSpecSchema>;
 
+/** The part of a container deployment its replicas run. */
+export function workloadOf(spec: ContainerDeploymentSpec): WorkloadSpec {
+  const { image, command, entrypoint, env, ports, network, volumes, working_dir: workingDir } = spec;
+  return { image, ...(command ? { command } : {}), ...(entrypoint ? { entrypoint } : {}), env, ports, network, volumes, ...(workingDir !== undefined ? { working_dir: workingDir } : {}) };
+}
+
 export const ScaleRequestSchema = z.object({ replicas: z.number().int().min(0).max(1000) }).strict();
-export const RolloutRequestSchema = z.object({ version: z.string().min(1) }).strict();
+/** A model deployment rolls out another model version; a container deployment another image. */
+export const RolloutRequestSchema = z.object({ version: z.string().min(1).optional(), image: ImageRefSchema.optional() }).strict()
+  .refine((r) => (r.version === undefined) !== (r.image === undefined), 'send either version (model deployments) or image (container deployments)');
 
 export const LoginRequestSchema = z.object({ username: z.string().min(1), password: z.string().min(1) }).strict();
 export const RoleSchema = z.enum(['admin', 'viewer']);
@@ -236,7 +328,7 @@ export const JoinTokenRequestSchema = z.object({
 
 /** Registers an uploaded container image archive (docker-save format) under its reference, for nodes without a registry. */
 export const ImageRegistrationSchema = z.object({
-  ref: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._\-/:@]{0,254}$/, 'image references are letters, digits and . _ - / : @'),
+  ref: ImageRefSchema,
   platform: z.enum(['linux/amd64', 'linux/arm64']),
   sha256: z.string().regex(/^[a-f0-9]{64}$/, 'sha256 must be 64 lower-case hex digits'),
   size: z.number().int().positive(),

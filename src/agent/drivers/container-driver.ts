@@ -11,17 +11,21 @@
  * - labels (../../containers/labels.ts) by which a restarted agent adopts its
  *   running containers instead of starting duplicates, and removes orphans.
  *
+ * It also runs app workloads (replicas of `kind: container` deployments): any
+ * image with its command, environment, ports (host networking, or bridge with
+ * published ports), volumes and the same limits, labels and restart policy;
+ * ready once running and accepting connections on its published TCP ports.
+ *
  * dockerode is loaded on first use (../../containers/engine.ts).
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, realpathSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
-import type { ContainerStats, ReplicaSpec } from '../../protocol/fleet.js';
+import { hostPorts, type ContainerStats, type ReplicaSpec, type WorkloadReplicaSpec, type WorkloadSpec } from '../../protocol/fleet.js';
 import { connectEngine, engineMessage, isNotFound, type Engine } from '../../containers/engine.js';
 import { cpuReservation } from '../../containers/limits.js';
 import { containerUsage, type CpuSample, type EngineStats } from '../../containers/container-stats.js';
@@ -30,6 +34,7 @@ import { fetchImageArchive } from '../image-fetch.js';
 import { LABELS, ownerFilter } from '../../containers/labels.js';
 import { ExitWatch } from '../../containers/exit-watch.js';
 import { lastLines } from '../../containers/logs.js';
+import { accepts, portFree } from '../../containers/port-checks.js';
 import { parseImageRef, pullImage } from '../../containers/registry.js';
 import { defaultImageTag, hostPlatform } from '../../containers/platform.js';
 import { SERVER_VERSION } from '../../protocol/oip.js';
@@ -54,12 +59,22 @@ export interface ContainerDriverConfig extends DriverContext {
 const LOG_LINES = 12;
 const MODELS_MOUNT = '/models';
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port, host: '0.0.0.0', exclusive: true }, () => srv.close(() => resolve(true)));
-  });
+/** Container options of an app workload's command, environment, ports and mounts (limits and labels come from the driver). */
+export function workloadOptions(w: WorkloadSpec): Pick<Docker.ContainerCreateOptions, 'Image' | 'Entrypoint' | 'Cmd' | 'Env' | 'WorkingDir' | 'ExposedPorts'> & { HostConfig: Docker.HostConfig } {
+  const published = w.network === 'bridge' ? w.ports.filter((p) => p.published !== undefined) : [];
+  return {
+    Image: w.image,
+    ...(w.entrypoint ? { Entrypoint: w.entrypoint } : {}),
+    ...(w.command ? { Cmd: w.command } : {}),
+    Env: Object.entries(w.env).map(([k, v]) => `${k}=${v}`),
+    ...(w.working_dir ? { WorkingDir: w.working_dir } : {}),
+    ...(published.length ? { ExposedPorts: Object.fromEntries(published.map((p) => [`${p.container}/${p.protocol}`, {}])) } : {}),
+    HostConfig: {
+      NetworkMode: w.network,
+      Binds: w.volumes,
+      ...(published.length ? { PortBindings: Object.fromEntries(published.map((p) => [`${p.container}/${p.protocol}`, [{ HostPort: String(p.published) }]])) } : {}),
+    },
+  };
 }
 
 function probeReady(url: string): Promise<boolean> {
@@ -131,7 +146,7 @@ class ContainerReplica implements ReplicaHandle {
     /** Resolves when the engine reports the container stopped (exit-watch.ts). */
     private readonly stopped: Promise<void>,
     readonly port: number,
-    readonly grpcPort: number,
+    readonly grpcPort: number | undefined,
     readonly limits: string,
     readonly pid: number | undefined,
     private readonly defaultGraceMs: number,
@@ -248,21 +263,22 @@ export class ContainerDriver implements RuntimeDriver {
     return path.join(this.config.dataDir, STATE_FILES.replicas, replicaDirName(replicaId));
   }
 
-  private labels(spec: ReplicaSpec, port: number, grpcPort: number): Record<string, string> {
+  /** `kind`: model (a tern serve replica) or workload (a replica of a container deployment). */
+  private labels(spec: { id: string; deployment: string; generation: number }, kind: 'model' | 'workload', port: number, grpcPort?: number): Record<string, string> {
     return {
       [LABELS.owner]: this.owner,
       ...(this.config.nodeId?.() ? { [LABELS.node]: this.config.nodeId() as string } : {}),
       [LABELS.replica]: spec.id,
       [LABELS.deployment]: spec.deployment,
       [LABELS.generation]: String(spec.generation),
-      [LABELS.kind]: 'model',
+      [LABELS.kind]: kind,
       [LABELS.port]: String(port),
-      [LABELS.grpcPort]: String(grpcPort),
+      ...(grpcPort !== undefined ? { [LABELS.grpcPort]: String(grpcPort) } : {}),
     };
   }
 
   /** Checks what can be checked before anything is created: the image is there and for this node, the ports are free. Returns the image's platform. */
-  private async preflight(engine: Engine, image: string, port: number, grpcPort: number): Promise<string> {
+  private async preflight(engine: Engine, image: string, ports: number[]): Promise<string> {
     let facts = await inspectImage(engine, image);
     if (!facts) {
       await this.obtainImage(engine, image);
@@ -274,7 +290,7 @@ export class ContainerDriver implements RuntimeDriver {
         + 'or upload its archive to the control plane (`tern image upload`)');
     }
     checkPlatform(image, facts, this.platforms(engine));
-    for (const p of [port, grpcPort]) {
+    for (const p of ports) {
       if (!(await portFree(p))) throw new Error(`port ${p} is already in use on this node, so the replica cannot listen on it`);
     }
     return facts.platform;
@@ -315,25 +331,49 @@ export class ContainerDriver implements RuntimeDriver {
     const engine = await this.engine();
     const image = this.imageFor(spec, engine);
     const grpcPort = port + 1;
-    const imagePlatform = await this.preflight(engine, image, port, grpcPort);
+    const imagePlatform = await this.preflight(engine, image, [port, grpcPort]);
     const emulation = await this.emulationBinds(engine, imagePlatform);
     const dir = this.replicaDir(spec.id);
     await mkdir(dir, { recursive: true });
     const repo = await buildRepository(spec, modelDir, dir);
+    const replica = await this.runContainer(engine, spec, {
+      Image: image,
+      Cmd: ['serve', '--model-repository', MODELS_MOUNT, '--host', '0.0.0.0', '--http-port', String(port), '--grpc-port', String(grpcPort), '--no-watch'],
+      Env: [`TERN_REPLICA_ID=${spec.id}`],
+      Labels: this.labels(spec, 'model', port, grpcPort),
+      StopSignal: 'SIGTERM',
+      HostConfig: { NetworkMode: 'host', Binds: [`${repo}:${MODELS_MOUNT}:ro`, ...emulation] },
+    }, port, grpcPort);
+    const url = `http://127.0.0.1:${port}/v2/models/${encodeURIComponent(spec.deployment)}/ready`;
+    await this.waitReady(replica, spec.id, () => probeReady(url), `GET ${url}`, signal);
+    return replica;
+  }
+
+  async startWorkload(spec: WorkloadReplicaSpec, options: StartOptions = {}): Promise<ReplicaHandle> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const engine = await this.engine();
+    const ports = hostPorts(spec.workload);
+    await this.preflight(engine, spec.workload.image, ports);
+    const { HostConfig, ...rest } = workloadOptions(spec.workload);
+    const replica = await this.runContainer(engine, spec, { ...rest, Labels: this.labels(spec, 'workload', ports[0] ?? 0), HostConfig }, ports[0] ?? 0, undefined);
+    // Ready: running, and accepting connections on every TCP port it publishes (UDP cannot be probed this way).
+    const tcp = spec.workload.ports.filter((p) => p.protocol === 'tcp').flatMap((p) => hostPorts({ network: spec.workload.network, ports: [p] }));
+    const probe = async () => (await Promise.all(tcp.map(accepts))).every(Boolean);
+    await this.waitReady(replica, spec.id, probe, tcp.length ? `TCP port ${tcp.join(', ')}` : 'running', signal);
+    return replica;
+  }
+
+  /** Creates and starts the replica's container with its limits and restart policy `no`; a failure leaves no container behind. */
+  private async runContainer(engine: Engine, spec: WorkloadReplicaSpec | ReplicaSpec, options: Docker.ContainerCreateOptions & { HostConfig: Docker.HostConfig }, port: number, grpcPort: number | undefined): Promise<ContainerReplica> {
     const name = this.containerName(spec.id);
     await engine.docker.getContainer(name).remove({ force: true }).catch(() => undefined); // a leftover of a crash
-
     let container: Docker.Container;
     try {
       container = await engine.docker.createContainer({
-        name, Image: image,
-        Cmd: ['serve', '--model-repository', MODELS_MOUNT, '--host', '0.0.0.0', '--http-port', String(port), '--grpc-port', String(grpcPort), '--no-watch'],
-        Env: [`TERN_REPLICA_ID=${spec.id}`],
-        Labels: this.labels(spec, port, grpcPort),
-        StopSignal: 'SIGTERM',
+        ...options, name,
         HostConfig: {
-          NetworkMode: 'host',
-          Binds: [`${repo}:${MODELS_MOUNT}:ro`, ...emulation],
+          ...options.HostConfig,
           ...cpuReservation(engine, spec.resources.cpu),
           Memory: spec.resources.memory_mb * 1024 * 1024,
           RestartPolicy: { Name: 'no' },
@@ -347,8 +387,7 @@ export class ContainerDriver implements RuntimeDriver {
     const info = await container.inspect();
     const replica = new ContainerReplica(container, this.exits(engine).exited(container.id), port, grpcPort, describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
     this.track(replica);
-    this.log?.info({ replica: spec.id, container: container.id.slice(0, 12), image, port, limits: replica.limits }, 'replica container started');
-    await this.waitReady(replica, spec, port, signal);
+    this.log?.info({ replica: spec.id, container: container.id.slice(0, 12), image: options.Image, port, limits: replica.limits }, 'replica container started');
     return replica;
   }
 
@@ -357,8 +396,8 @@ export class ContainerDriver implements RuntimeDriver {
     replica.onExit(() => this.running.delete(replica));
   }
 
-  private async waitReady(replica: ContainerReplica, spec: ReplicaSpec, port: number, signal?: AbortSignal): Promise<void> {
-    const url = `http://127.0.0.1:${port}/v2/models/${encodeURIComponent(spec.deployment)}/ready`;
+  /** Polls `probe` until it passes; a container that exits first, or a timeout, fails the start (and stops the container). */
+  private async waitReady(replica: ContainerReplica, id: string, probe: () => Promise<boolean>, what: string, signal?: AbortSignal): Promise<void> {
     const timeoutMs = this.config.readyTimeoutMs ?? 60_000;
     const started = Date.now();
     try {
@@ -368,9 +407,9 @@ export class ContainerDriver implements RuntimeDriver {
           const exit = await replica.exitPromise;
           throw new Error(`the container exited (code ${exit.code}) before it was ready: ${exit.lastLines.join(' | ') || 'no output'}`);
         }
-        if (await probeReady(url)) break;
+        if (await probe()) break;
         if (Date.now() - started > timeoutMs) {
-          throw new Error(`not ready after ${Math.round(timeoutMs / 1000)} s (GET ${url}): ${(await replica.lastLines()).join(' | ') || 'no output'}`);
+          throw new Error(`not ready after ${Math.round(timeoutMs / 1000)} s (${what}): ${(await replica.lastLines()).join(' | ') || 'no output'}`);
         }
         await new Promise((r) => setTimeout(r, Date.now() - started < 5000 ? 50 : 250));
       }
@@ -378,12 +417,12 @@ export class ContainerDriver implements RuntimeDriver {
       await replica.stop(1000);
       throw err;
     }
-    this.log?.info({ replica: spec.id, port, ms: Date.now() - started }, 'replica container ready');
+    this.log?.info({ replica: id, port: replica.port, ms: Date.now() - started }, 'replica container ready');
   }
 
   /**
    * Containers of a previous run of this agent (by the owner label): running
-   * model replicas are handed back to be supervised again; stopped ones are removed.
+   * model and workload replicas are handed back to be supervised again; stopped ones are removed.
    */
   async adopt(): Promise<AdoptedReplica[]> {
     const engine = await this.engine();
@@ -392,12 +431,13 @@ export class ContainerDriver implements RuntimeDriver {
     for (const c of found) {
       const l = c.Labels ?? {};
       const container = engine.docker.getContainer(c.Id);
-      if (c.State !== 'running' || l[LABELS.kind] !== 'model' || !l[LABELS.replica]) {
+      if (c.State !== 'running' || (l[LABELS.kind] !== 'model' && l[LABELS.kind] !== 'workload') || !l[LABELS.replica]) {
         await container.remove({ force: true }).catch(() => undefined);
         continue;
       }
       const info = await container.inspect();
-      const replica = new ContainerReplica(container, this.exits(engine).exited(c.Id), Number(l[LABELS.port]), Number(l[LABELS.grpcPort]), describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
+      const grpcPort = l[LABELS.grpcPort] ? Number(l[LABELS.grpcPort]) : undefined;
+      const replica = new ContainerReplica(container, this.exits(engine).exited(c.Id), Number(l[LABELS.port]), grpcPort, describeLimits(engine, info), info.State.Pid || undefined, this.config.stopGraceMs ?? 5000, this.log);
       this.track(replica);
       adopted.push({ replicaId: l[LABELS.replica], generation: Number(l[LABELS.generation]), handle: replica });
     }

@@ -5,7 +5,7 @@
  * Engine API); `microvm` registers itself here when it lands.
  */
 import type { Logger } from 'pino';
-import type { ReplicaSpec } from '../../protocol/fleet.js';
+import type { ReplicaSpec, WorkloadReplicaSpec } from '../../protocol/fleet.js';
 
 export type RuntimeName = ReplicaSpec['runtime'];
 
@@ -50,7 +50,7 @@ export class ExitNotice {
 /** A running replica. */
 export interface ReplicaHandle {
   readonly pid?: number;
-  /** HTTP port (OIP v2 REST, TF Serving REST, app endpoints). */
+  /** HTTP port (OIP v2 REST, TF Serving REST, app endpoints); an app workload's first node port, 0 when it publishes none. */
   readonly port: number;
   readonly grpcPort?: number;
   /** How CPU and memory limits apply, e.g. "limits enforced: cgroup v2: cpu 0.5 cores, memory 256 MB" or "limits not enforced: <reason>". */
@@ -81,6 +81,8 @@ export interface RuntimeDriver {
    * name on `port`; resolves once it is ready for inference.
    */
   start(spec: ReplicaSpec, modelDir: string, port: number, options?: StartOptions): Promise<ReplicaHandle>;
+  /** Starts a replica of an app workload (a container deployment); resolves once it runs and its published TCP ports accept connections. */
+  startWorkload?(spec: WorkloadReplicaSpec, options?: StartOptions): Promise<ReplicaHandle>;
   /** Called once at agent start: take over (or clean up) workloads of a previous agent run. */
   adopt?(): Promise<AdoptedReplica[]>;
   /** Removes what a replica left on disk once it is no longer desired. */

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { Pool } from 'undici';
 import type { EventRecord, ReplicaRecord } from '../../control/store/store.js';
-import { JoinResponseSchema, type DeploymentSpec, type JoinResponse, type NodeFacts } from '../../protocol/fleet.js';
+import { JoinResponseSchema, type ModelDeploymentSpec, type JoinResponse, type NodeFacts } from '../../protocol/fleet.js';
 
 export const API = '/api/v1';
 
@@ -66,7 +66,7 @@ export class ControlClient {
     return (await this.call<{ version: string }>('POST', `${API}/uploads/${upload.id}/complete`)).version;
   }
 
-  createDeployment(spec: Partial<DeploymentSpec> & Pick<DeploymentSpec, 'name' | 'model' | 'replicas'>): Promise<DeploymentDetail> {
+  createDeployment(spec: Partial<ModelDeploymentSpec> & Pick<ModelDeploymentSpec, 'name' | 'model' | 'replicas'>): Promise<DeploymentDetail> {
     return this.call('POST', `${API}/deployments`, spec);
   }
 

@@ -12,9 +12,10 @@ const PART: Record<string, string> = { body: 'request body', querystring: 'query
 
 interface ValidationIssue { instancePath: string; message?: string }
 
-/** `/resources/cpu` -> `resources.cpu`, as formatZodError writes paths. */
+/** `/resources/cpu` -> `resources.cpu`, as formatZodError writes paths; the body itself (`` or `/`: unknown keys) is `(root)`. */
 function issuePath(instancePath: string): string {
-  return instancePath ? instancePath.slice(1).split('/').join('.') : '(root)';
+  const p = instancePath.replace(/^\//, '');
+  return p ? p.split('/').join('.') : '(root)';
 }
 
 export function validationMessage(context: string | undefined, issues: ValidationIssue[], req: FastifyRequest): string {

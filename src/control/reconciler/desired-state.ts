@@ -1,15 +1,17 @@
 /**
  * The desired state of one node: every replica the store says should run
- * there, as the agent needs it (model artifact, runtime, resources,
- * generation). Published retained over MQTT; the revision orders versions.
+ * there, as the agent needs it (model artifact or workload spec, runtime,
+ * resources, generation). Published retained over MQTT; the revision orders
+ * versions.
  */
-import type { DesiredState, ReplicaSpec } from '../../protocol/fleet.js';
-import type { ReplicaRecord, Store } from '../store/store.js';
+import { workloadOf, type DesiredState, type ReplicaSpec, type WorkloadReplicaSpec } from '../../protocol/fleet.js';
+import type { DeploymentRecord, ModelVersionRecord, ReplicaRecord, Store } from '../store/store.js';
 
-export function replicaSpec(store: Store, r: ReplicaRecord): ReplicaSpec | undefined {
-  const d = store.deployments.get(r.deployment);
-  const mv = store.models.getVersion(d?.model ?? '', r.version);
-  if (!d || !mv) return undefined;
+/** A node's share: model replicas and app workload replicas travel in separate lists (see DesiredStateSchema). */
+export interface NodeShare { replicas: ReplicaSpec[]; workloads: WorkloadReplicaSpec[] }
+
+function modelReplica(r: ReplicaRecord, d: DeploymentRecord, mv: ModelVersionRecord): ReplicaSpec | undefined {
+  if (d.spec.kind === 'container' || d.model === null) return undefined;
   return {
     id: r.id, deployment: r.deployment, model: d.model, version: r.version, sha256: mv.sha256, format: mv.format,
     runtime: d.spec.runtime, ...(d.spec.image ? { image: d.spec.image } : {}), resources: d.spec.resources, generation: r.generation,
@@ -17,49 +19,50 @@ export function replicaSpec(store: Store, r: ReplicaRecord): ReplicaSpec | undef
   };
 }
 
+function workloadReplica(r: ReplicaRecord, d: DeploymentRecord): WorkloadReplicaSpec | undefined {
+  if (d.spec.kind !== 'container') return undefined;
+  return { id: r.id, deployment: r.deployment, runtime: 'container', workload: workloadOf(d.spec), resources: d.spec.resources, generation: r.generation };
+}
+
 /**
  * Every node's replicas to run, from one query, looking each deployment and
  * model version up once (a reconcile pass needs all nodes' shares: one query
  * per node and two per replica cost ~90 ms a pass at 1000 nodes).
  */
-export function replicasToRunByNode(store: Store): Map<string, ReplicaSpec[]> {
-  const deployments = new Map<string, ReturnType<Store['deployments']['get']>>();
-  const versions = new Map<string, ReturnType<Store['models']['getVersion']>>();
-  const byNode = new Map<string, ReplicaSpec[]>();
+export function replicasToRunByNode(store: Store): Map<string, NodeShare> {
+  const deployments = new Map<string, DeploymentRecord | undefined>();
+  const versions = new Map<string, ModelVersionRecord | undefined>();
+  const byNode = new Map<string, NodeShare>();
   for (const r of store.replicas.list()) {
     if (r.desired === 'stop') continue; // 'drain' still runs until the gateways let go of it
     if (!deployments.has(r.deployment)) deployments.set(r.deployment, store.deployments.get(r.deployment));
     const d = deployments.get(r.deployment);
     if (!d) continue;
+    let share = byNode.get(r.node);
+    if (!share) byNode.set(r.node, share = { replicas: [], workloads: [] });
+    if (d.kind === 'container') {
+      const w = workloadReplica(r, d);
+      if (w) share.workloads.push(w);
+      continue;
+    }
     const vkey = `${d.model}\u0000${r.version}`;
-    if (!versions.has(vkey)) versions.set(vkey, store.models.getVersion(d.model, r.version));
+    if (!versions.has(vkey)) versions.set(vkey, store.models.getVersion(d.model ?? '', r.version));
     const mv = versions.get(vkey);
-    if (!mv) continue;
-    const spec: ReplicaSpec = {
-      id: r.id, deployment: r.deployment, model: d.model, version: r.version, sha256: mv.sha256, format: mv.format,
-      runtime: d.spec.runtime, ...(d.spec.image ? { image: d.spec.image } : {}), resources: d.spec.resources, generation: r.generation,
-      ...(mv.config ? { config: mv.config } : {}), ...(d.spec.app ? { app: d.spec.app } : {}),
-    };
-    const list = byNode.get(r.node);
-    if (list) list.push(spec); else byNode.set(r.node, [spec]);
+    const spec = mv && modelReplica(r, d, mv);
+    if (spec) share.replicas.push(spec);
   }
-  for (const list of byNode.values()) list.sort((a, b) => a.id.localeCompare(b.id));
+  for (const share of byNode.values()) {
+    share.replicas.sort((a, b) => a.id.localeCompare(b.id));
+    share.workloads.sort((a, b) => a.id.localeCompare(b.id));
+  }
   return byNode;
 }
 
-export function replicasToRun(store: Store, node: string): ReplicaSpec[] {
-  return store.replicas.listByNode(node)
-    .filter((r) => r.desired !== 'stop')
-    .map((r) => replicaSpec(store, r))
-    .filter((s): s is ReplicaSpec => s !== undefined)
-    .sort((a, b) => a.id.localeCompare(b.id));
-}
-
 /** What decides whether a node must be sent a new desired state. */
-export function fingerprint(replicas: ReplicaSpec[]): string {
-  return replicas.map((r) => `${r.id}@${r.generation}:${r.version}`).join(',');
+export function fingerprint(share: NodeShare): string {
+  return [...share.replicas, ...share.workloads].map((r) => `${r.id}@${r.generation}:${'version' in r ? r.version : ''}`).join(',');
 }
 
-export function desiredState(node: string, revision: number, replicas: ReplicaSpec[]): DesiredState {
-  return { node, revision, replicas };
+export function desiredState(node: string, revision: number, share: NodeShare): DesiredState {
+  return { node, revision, ...share };
 }

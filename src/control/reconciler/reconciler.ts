@@ -9,11 +9,16 @@
  * replicas, so it stops them.
  */
 import type { Logger } from 'pino';
-import type { DesiredState, Heartbeat, ReplicaStatus } from '../../protocol/fleet.js';
+import { hostPorts, type DesiredState, type Heartbeat, type ReplicaStatus } from '../../protocol/fleet.js';
 import type { RoutesPublisher } from '../routing/routes-publisher.js';
 import { pickVictims, schedule, type NodeView } from '../scheduler/scheduler.js';
 import type { DeploymentRecord, NodeRecord, ReplicaRecord, Store } from '../store/store.js';
 import { desiredState, fingerprint, replicasToRunByNode } from './desired-state.js';
+
+/** "v3" for a model version, "revision 3" for a container deployment (its generation). */
+function revisionName(d: DeploymentRecord): string {
+  return d.kind === 'container' ? `revision ${d.version}` : `v${d.version}`;
+}
 
 export interface DesiredPublisher {
   publishDesired(state: DesiredState): Promise<void> | void;
@@ -201,7 +206,13 @@ export class Reconciler {
     if (d.deleting) return this.finishDeletion(d, live);
     const movable = (r: ReplicaRecord) => r.version !== d.version || nodes.get(r.node)?.state === 'draining';
     const current = live.filter((r) => !movable(r));
-    const old = live.filter(movable);
+    let old = live.filter(movable);
+    const ports = d.spec.kind === 'container' ? hostPorts(d.spec) : [];
+    if (old.length && ports.length) {
+      // Old and new revisions cannot both hold a published node port: a container deployment that publishes some rolls out stop-first.
+      this.retire(d, old, old.length, `replaced by ${revisionName(d)} (stop-first: it publishes node ports ${ports.join(', ')})`);
+      old = [];
+    }
     const missing = d.spec.replicas - current.length;
     if (missing > 0) this.place(d, missing, nodes);
     if (missing < 0) this.retire(d, current, -missing, 'scaled down');
@@ -232,7 +243,7 @@ export class Reconciler {
     const result = schedule(d.name, d.spec, count, this.nodeViews(nodes));
     for (const p of result.placements) {
       const r = this.store.replicas.create({ deployment: d.name, node: p.node, version: d.version, generation: d.generation });
-      this.event('replica.scheduled', `deployment/${d.name}`, `replica ${r.id} (v${d.version}) placed: ${p.explanation}`, { replica: r.id, node: p.node });
+      this.event('replica.scheduled', `deployment/${d.name}`, `replica ${r.id} (${revisionName(d)}) placed: ${p.explanation}`, { replica: r.id, node: p.node });
     }
     if (result.unplaced > 0) {
       const message = `${result.unplaced} replica(s) of ${d.name} cannot be placed: ${result.refusals.join('; ') || 'no nodes'}`;
@@ -250,8 +261,8 @@ export class Reconciler {
     const ready = from.filter((r) => r.state === 'ready');
     const victims = [...notReady, ...pickVictims(ready, Math.max(0, count - notReady.length))].slice(0, count);
     for (const r of victims) {
-      // A ready replica may be serving requests: it drains first (see finishDrains).
-      const drain = r.state === 'ready' && this.options.routes !== undefined;
+      // A ready replica may be serving requests: it drains first (see finishDrains). Gateways never route to app workloads.
+      const drain = r.state === 'ready' && this.options.routes !== undefined && d.kind !== 'container';
       this.store.replicas.setDesired(r.id, drain ? 'drain' : 'stop');
       if (drain) this.drains.set(r.id, { since: Date.now() });
       const what = drain ? 'draining (gateways stop routing to it, then it stops)' : 'stopping';
@@ -297,7 +308,7 @@ export class Reconciler {
     const surplus = readyNew + readyOld - d.spec.replicas;
     const notReadyOld = old.filter((r) => r.state !== 'ready');
     this.retire(d, notReadyOld, notReadyOld.length, 'replaced (not serving)');
-    if (surplus > 0) this.retire(d, old.filter((r) => r.state === 'ready'), Math.min(surplus, readyOld), `replaced by a ready replica of v${d.version}`);
+    if (surplus > 0) this.retire(d, old.filter((r) => r.state === 'ready'), Math.min(surplus, readyOld), `replaced by a ready replica of ${revisionName(d)}`);
   }
 
   private nodeViews(nodes: Map<string, NodeRecord>): NodeView[] {
@@ -310,6 +321,7 @@ export class Reconciler {
     }
     return [...nodes.values()].map((n) => {
       const perDeployment = new Map<string, number>();
+      const ports = new Map<number, string>();
       let cpu = 0;
       let memory = 0;
       for (const r of byNode.get(n.id) ?? []) {
@@ -318,10 +330,11 @@ export class Reconciler {
         const spec = specs.get(r.deployment);
         cpu += spec?.resources.cpu ?? 0;
         memory += spec?.resources.memory_mb ?? 0;
+        if (spec?.kind === 'container') for (const p of hostPorts(spec)) ports.set(p, r.deployment);
       }
       return {
         id: n.id, facts: n.facts, labels: n.labels, cordoned: n.cordoned, state: n.state,
-        allocated: { cpu, memory_mb: memory }, replicas: perDeployment, cpu_percent: n.stats?.cpu_percent ?? 0,
+        allocated: { cpu, memory_mb: memory }, replicas: perDeployment, cpu_percent: n.stats?.cpu_percent ?? 0, hostPorts: ports,
       };
     });
   }
@@ -330,7 +343,7 @@ export class Reconciler {
   private publishChanged(): void {
     const shares = replicasToRunByNode(this.store);
     for (const id of this.store.nodes.ids()) {
-      const specs = shares.get(id) ?? [];
+      const specs = shares.get(id) ?? { replicas: [], workloads: [] };
       const fp = fingerprint(specs);
       if (this.published.get(id) === fp) continue;
       const revision = this.store.nodes.bumpRevision(id);

@@ -1,7 +1,9 @@
 /**
- * The routing table, computed from the store: per deployment, its routing
- * policy and every replica that is ready, still wanted ('run', not 'drain')
- * and on a node that is not down, with the address gateways reach it on.
+ * The routing table, computed from the store: per model deployment, its
+ * routing policy and every replica that is ready, still wanted ('run', not
+ * 'drain') and on a node that is not down, with the address gateways reach it
+ * on. Container deployments (app workloads) are not in it: gateways route
+ * inference requests, which only model replicas answer.
  */
 import { DEFAULT_ROUTING_POLICY, isCloudNode, type Route, type RouteReplica } from '../../protocol/routing.js';
 import type { NodeRecord, Store } from '../store/store.js';
@@ -27,9 +29,9 @@ export function computeRoutes(store: Store, nodes: Map<string, NodeRecord> = new
     list.push(routeReplica({ ...r, port: r.port }, n));
     byDeployment.set(r.deployment, list);
   }
-  return store.deployments.list().map((d) => ({
+  return store.deployments.list().flatMap((d) => (d.spec.kind === 'container' ? [] : [{
     deployment: d.name,
     policy: d.spec.routing ?? DEFAULT_ROUTING_POLICY, // specs stored before routing policies existed
     replicas: (byDeployment.get(d.name) ?? []).sort((a, b) => a.id.localeCompare(b.id)),
-  }));
+  }]));
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DeploymentSpecSchema, type DeploymentSpec } from '../../protocol/fleet.js';
+import { ContainerDeploymentSpecSchema, DeploymentSpecSchema, type DeploymentSpec } from '../../protocol/fleet.js';
 import { pickVictims, schedule, type NodeView } from './scheduler.js';
 
 function node(id: string, extra: Partial<NodeView> & { zone?: string; site?: string; cpus?: number; memMb?: number; score?: number } = {}): NodeView {
@@ -11,6 +11,7 @@ function node(id: string, extra: Partial<NodeView> & { zone?: string; site?: str
     },
     labels: extra.labels ?? {}, cordoned: extra.cordoned ?? false, state: extra.state ?? 'ready',
     allocated: extra.allocated ?? { cpu: 0, memory_mb: 0 }, replicas: extra.replicas ?? new Map(), cpu_percent: extra.cpu_percent ?? 0,
+    ...(extra.hostPorts ? { hostPorts: extra.hostPorts } : {}),
   };
 }
 
@@ -46,6 +47,32 @@ describe('scheduler', () => {
     expect(none.refusals.join('; ')).toMatch(/plain has no container runtime \(runs process\)/);
     // Agents that do not report runtimes are not filtered.
     expect(schedule('d', spec({ runtime: 'container' }), 1, [node('old')]).placements).toHaveLength(1);
+  });
+
+  it('places container workloads only where the agent runs them, and never two on one node port', () => {
+    const withWorkloads = (id: string, ports?: Map<number, string>) => {
+      const n = node(id, { hostPorts: ports });
+      n.facts.runtimes = ['process', 'container'];
+      n.facts.workloads = ['container'];
+      return n;
+    };
+    const before = node('before');
+    before.facts.runtimes = ['process', 'container']; // an agent from before container workloads
+    const app = ContainerDeploymentSpecSchema.parse({ kind: 'container', name: 'web', image: 'web:1', replicas: 3, ports: [{ container: 26001 }] });
+    // Spread is not enough on its own: replicas publishing one port take one node each.
+    const r = schedule('web', { ...app, spread: 'none' }, 3, [before, withWorkloads('a'), withWorkloads('b', new Map([[26001, 'other']])), withWorkloads('c')]);
+    expect(r.placements.map((p) => p.node)).toEqual(['a', 'c']);
+    expect(r.unplaced).toBe(1);
+    expect(r.refusals).toEqual([
+      'before runs no container workloads (its agent t predates them)',
+      'a already has node port 26001 published by deployment web',
+      'b already has node port 26001 published by deployment other',
+      'c already has node port 26001 published by deployment web',
+    ]);
+    // Without published ports, replicas share a node.
+    const noPorts = schedule('w', { ...app, ports: [], spread: 'none' }, 2, [withWorkloads('a')]);
+    expect(noPorts.placements.map((p) => p.node)).toEqual(['a', 'a']);
+    expect(schedule('w', app, 1, [node('plain')]).refusals).toEqual(['plain runs no container workloads (no container runtime)']);
   });
 
   it('matches selectors on facts such as arch', () => {

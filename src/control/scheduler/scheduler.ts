@@ -5,7 +5,7 @@
  * Pure functions over a snapshot, so the reconciler can explain and tests can
  * check every decision; nothing here touches the store or the network.
  */
-import type { DeploymentSpec, NodeFacts } from '../../protocol/fleet.js';
+import { hostPorts, type DeploymentSpec, type NodeFacts } from '../../protocol/fleet.js';
 
 export interface NodeView {
   id: string;
@@ -19,6 +19,8 @@ export interface NodeView {
   replicas: Map<string, number>;
   /** Latest measured CPU use, 0-100 (from heartbeats). */
   cpu_percent: number;
+  /** Node ports published by container workloads placed here, and the deployment holding each (absent: none). */
+  hostPorts?: Map<number, string>;
 }
 
 export interface Placement {
@@ -47,6 +49,10 @@ export function refusal(n: NodeView, spec: DeploymentSpec): string | undefined {
   if (n.state !== 'ready') return `${n.id} is ${n.state}`;
   if (n.cordoned) return `${n.id} is cordoned`;
   if (n.facts.runtimes && !n.facts.runtimes.includes(spec.runtime)) return `${n.id} has no ${spec.runtime} runtime (runs ${n.facts.runtimes.join(', ')})`;
+  if (spec.kind === 'container') {
+    const why = workloadRefusal(n, hostPorts(spec));
+    if (why) return why;
+  }
   const selector = Object.entries(spec.selector);
   if (selector.length > 0) {
     const labels = nodeLabels(n);
@@ -58,6 +64,18 @@ export function refusal(n: NodeView, spec: DeploymentSpec): string | undefined {
   if (freeCpu + 1e-9 < spec.resources.cpu) return `${n.id} lacks cpu (${spec.resources.cpu} needed, ${freeCpu.toFixed(2)} free)`;
   const freeMem = n.facts.memory_bytes / 2 ** 20 - n.allocated.memory_mb;
   if (freeMem < spec.resources.memory_mb) return `${n.id} lacks memory (${spec.resources.memory_mb} MB needed, ${Math.max(0, Math.floor(freeMem))} MB free)`;
+  return undefined;
+}
+
+/** A container workload needs an agent that runs them and its node ports free (two replicas cannot publish one port on a node). */
+function workloadRefusal(n: NodeView, ports: number[]): string | undefined {
+  if (!n.facts.runtimes?.includes('container') || !n.facts.workloads?.includes('container')) {
+    return `${n.id} runs no container workloads (${n.facts.runtimes?.includes('container') ? `its agent ${n.facts.agent_version} predates them` : 'no container runtime'})`;
+  }
+  for (const p of ports) {
+    const holder = n.hostPorts?.get(p);
+    if (holder) return `${n.id} already has node port ${p} published by deployment ${holder}`;
+  }
   return undefined;
 }
 
@@ -88,7 +106,8 @@ function explain(n: NodeView, p: ScoreParts, spec: DeploymentSpec): string {
 
 /** Places `count` replicas one at a time, updating the snapshot after each so spread holds. */
 export function schedule(deployment: string, spec: DeploymentSpec, count: number, snapshot: NodeView[]): ScheduleResult {
-  const nodes = snapshot.map((n) => ({ ...n, allocated: { ...n.allocated }, replicas: new Map(n.replicas) }));
+  const nodes = snapshot.map((n) => ({ ...n, allocated: { ...n.allocated }, replicas: new Map(n.replicas), hostPorts: new Map(n.hostPorts) }));
+  const ports = spec.kind === 'container' ? hostPorts(spec) : [];
   const maxCpuScore = Math.max(0, ...nodes.map((n) => n.facts.cpu_score));
   const zoneReplicas = new Map<string, number>();
   for (const n of nodes) zoneReplicas.set(zoneOf(n), (zoneReplicas.get(zoneOf(n)) ?? 0) + (n.replicas.get(deployment) ?? 0));
@@ -111,6 +130,7 @@ export function schedule(deployment: string, spec: DeploymentSpec, count: number
     best.node.allocated.cpu += spec.resources.cpu;
     best.node.allocated.memory_mb += spec.resources.memory_mb;
     best.node.replicas.set(deployment, (best.node.replicas.get(deployment) ?? 0) + 1);
+    for (const p of ports) best.node.hostPorts?.set(p, deployment);
     const zone = zoneOf(best.node);
     zoneReplicas.set(zone, (zoneReplicas.get(zone) ?? 0) + 1);
   }

@@ -1,8 +1,9 @@
 /**
  * Deployments: the desired state users write. A deployment names a model
- * version and a replica count; the scheduler turns it into replicas. The
- * generation grows on every rollout so replicas of an older rollout (and stale
- * agents still running them) can be told apart.
+ * version (kind model) or an image (kind container) and a replica count; the
+ * scheduler turns it into replicas. The generation grows on every rollout so
+ * replicas of an older rollout (and stale agents still running them) can be
+ * told apart.
  */
 import type Database from 'better-sqlite3';
 import type { DeploymentSpec } from '../../protocol/fleet.js';
@@ -11,9 +12,14 @@ import { fromJson, versionFromText, versionToText } from './columns.js';
 
 export interface DeploymentRecord {
   name: string;
+  kind: 'model' | 'container';
   spec: DeploymentSpec;
-  model: string;
-  /** The resolved model version (spec.version may be absent: "newest at deploy time"). */
+  /** Null for kind container. */
+  model: string | null;
+  /**
+   * Kind model: the resolved model version (spec.version may be absent: "newest at deploy time").
+   * Kind container: the revision, which is the generation (every rollout is a new image).
+   */
   version: string;
   generation: number;
   /** Set by DELETE; the reconciler stops the replicas, then removes the row. */
@@ -22,10 +28,11 @@ export interface DeploymentRecord {
   updated_at: number;
 }
 
-interface DeploymentRow { name: string; spec: string; model: string; version: number; generation: number; deleting: number; created_at: number; updated_at: number }
+interface DeploymentRow { name: string; kind: 'model' | 'container'; spec: string; model: string | null; version: number | null; generation: number; deleting: number; created_at: number; updated_at: number }
 
 function toRecord(row: DeploymentRow): DeploymentRecord {
-  return { ...row, spec: fromJson<DeploymentSpec>(row.spec)!, version: versionToText(row.version), deleting: row.deleting === 1 };
+  const version = row.version === null ? String(row.generation) : versionToText(row.version);
+  return { ...row, spec: fromJson<DeploymentSpec>(row.spec)!, version, deleting: row.deleting === 1 };
 }
 
 function versionNumber(version: string): number {
@@ -40,14 +47,14 @@ export class DeploymentTable {
   private readonly getStmt: Database.Statement<[string], DeploymentRow>;
   private readonly listStmt: Database.Statement<[], DeploymentRow>;
   private readonly updateSpecStmt: Database.Statement<[string, number, string]>;
-  private readonly rolloutStmt: Database.Statement<[string, number, number, string]>;
+  private readonly rolloutStmt: Database.Statement<[string, number | null, number, string]>;
   private readonly deletingStmt: Database.Statement<[number, string]>;
   private readonly removeStmt: Database.Statement<[string]>;
 
   constructor(db: Database.Database) {
     this.db = db;
-    this.insertStmt = db.prepare(`INSERT INTO deployments (name, spec, model, version, generation, created_at, updated_at)
-      VALUES (@name, @spec, @model, @version, 1, @now, @now)`);
+    this.insertStmt = db.prepare(`INSERT INTO deployments (name, kind, spec, model, version, generation, created_at, updated_at)
+      VALUES (@name, @kind, @spec, @model, @version, 1, @now, @now)`);
     this.getStmt = db.prepare('SELECT * FROM deployments WHERE name = ?');
     this.listStmt = db.prepare('SELECT * FROM deployments ORDER BY name');
     this.updateSpecStmt = db.prepare('UPDATE deployments SET spec = ?, updated_at = ? WHERE name = ?');
@@ -56,15 +63,16 @@ export class DeploymentTable {
     this.removeStmt = db.prepare('DELETE FROM deployments WHERE name = ?');
   }
 
-  /** Creates a deployment at generation 1; CONFLICT when the name is taken. */
-  create(spec: DeploymentSpec, version: string, now = Date.now()): DeploymentRecord {
+  /** Creates a deployment at generation 1; CONFLICT when the name is taken. `version`: the model version (kind model only). */
+  create(spec: DeploymentSpec, version?: string, now = Date.now()): DeploymentRecord {
     return this.db.transaction(() => {
       const existing = this.getStmt.get(spec.name);
       if (existing) {
         const why = existing.deleting ? 'is still being deleted' : 'already exists';
         throw new TernError('CONFLICT', `deployment ${spec.name} ${why}`);
       }
-      this.insertStmt.run({ name: spec.name, spec: JSON.stringify(spec), model: spec.model, version: versionNumber(version), now });
+      const model = spec.kind === 'container' ? { kind: 'container', model: null, version: null } : { kind: 'model', model: spec.model, version: versionNumber(version ?? '') };
+      this.insertStmt.run({ name: spec.name, spec: JSON.stringify(spec), ...model, now });
       return this.get(spec.name)!;
     })();
   }
@@ -87,12 +95,21 @@ export class DeploymentTable {
     })();
   }
 
-  /** Points the deployment at another version and starts a new generation. */
+  /** Points the deployment at another model version and starts a new generation. */
   rollout(name: string, version: string, now = Date.now()): DeploymentRecord | undefined {
+    return this.newGeneration(name, { version }, versionNumber(version), now);
+  }
+
+  /** Points a container deployment at another image and starts a new generation (its revision). */
+  rolloutImage(name: string, image: string, now = Date.now()): DeploymentRecord | undefined {
+    return this.newGeneration(name, { image }, null, now);
+  }
+
+  private newGeneration(name: string, change: { version: string } | { image: string }, version: number | null, now: number): DeploymentRecord | undefined {
     return this.db.transaction(() => {
       const d = this.get(name);
       if (!d) return undefined;
-      this.rolloutStmt.run(JSON.stringify({ ...d.spec, version }), versionNumber(version), now, name);
+      this.rolloutStmt.run(JSON.stringify({ ...d.spec, ...change }), version, now, name);
       return this.get(name);
     })();
   }

@@ -166,6 +166,55 @@ export const MIGRATIONS: Migration[] = [
       created_at INTEGER NOT NULL
     );`,
   },
+  {
+    version: 5,
+    // Deployments of kind 'container' run an image, not a model version: model and version become
+    // nullable (the foreign key to model_versions skips rows whose columns are NULL), required for
+    // kind 'model' by a CHECK. Dropping deployments would cascade-delete every replica (foreign keys
+    // are on, and cannot be switched off inside the migration's transaction), so replicas are set
+    // aside first and put back after; their version is the deployment's revision for containers.
+    name: "deployments.kind: 'container' deployments without a model",
+    sql: `
+      CREATE TEMP TABLE replicas_kept AS SELECT * FROM replicas;
+      DROP TABLE replicas;
+      CREATE TABLE deployments_v5 (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL DEFAULT 'model' CHECK (kind IN ('model', 'container')),
+        spec TEXT NOT NULL,
+        model TEXT,
+        version INTEGER,
+        generation INTEGER NOT NULL DEFAULT 1,
+        deleting INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        CHECK (kind <> 'model' OR (model IS NOT NULL AND version IS NOT NULL)),
+        FOREIGN KEY (model, version) REFERENCES model_versions(model, version)
+      );
+      INSERT INTO deployments_v5 (name, kind, spec, model, version, generation, deleting, created_at, updated_at)
+        SELECT name, 'model', spec, model, version, generation, deleting, created_at, updated_at FROM deployments;
+      DROP TABLE deployments;
+      ALTER TABLE deployments_v5 RENAME TO deployments;
+      CREATE INDEX deployments_model ON deployments(model, version);
+      CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        deployment TEXT NOT NULL REFERENCES deployments(name) ON DELETE CASCADE,
+        node TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        generation INTEGER NOT NULL,
+        desired TEXT NOT NULL DEFAULT 'run' CHECK (desired IN ('run', 'drain', 'stop')),
+        state TEXT NOT NULL DEFAULT 'pending',
+        port INTEGER,
+        message TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        grpc_port INTEGER
+      );
+      INSERT INTO replicas SELECT id, deployment, node, version, generation, desired, state, port, message, created_at, updated_at, grpc_port FROM replicas_kept;
+      DROP TABLE replicas_kept;
+      CREATE INDEX replicas_deployment ON replicas(deployment);
+      CREATE INDEX replicas_node ON replicas(node);
+    `,
+  },
 ];
 
 /** Applies the migrations the database has not seen; returns the resulting schema version. */

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DeploymentSpec, Heartbeat, NodeFacts } from '../../protocol/fleet.js';
+import { ContainerDeploymentSpecSchema, type DeploymentSpec, type Heartbeat, type NodeFacts } from '../../protocol/fleet.js';
 import Database from 'better-sqlite3';
 import { MIGRATIONS, migrate } from './migrations.js';
 import { Store } from './store.js';
@@ -64,6 +64,40 @@ describe('Store', () => {
     expect(store.replicas.get('web-1')).toMatchObject({ deployment: 'web', node: 'n1', desired: 'run', grpc_port: null });
     expect(store.replicas.setDesired('web-1', 'drain')).toBe(true);
     expect(store.replicas.listByNode('n1').map((r) => r.desired)).toEqual(['drain']);
+  });
+
+  it('migrates a version-4 database to deployments of two kinds, keeping deployments and replicas', () => {
+    const file4 = path.join(dir, 'v4.db');
+    const old = new Database(file4);
+    old.pragma('foreign_keys = ON');
+    migrate(old, MIGRATIONS.filter((m) => m.version <= 4));
+    old.exec(`INSERT INTO nodes (id, facts, node_token_hash, joined_at, updated_at) VALUES ('n1', '${JSON.stringify(FACTS)}', 'h1', 0, 0);
+      INSERT INTO models (name, created_at) VALUES ('iris', 0);
+      INSERT INTO model_versions (model, version, sha256, size, format, created_at) VALUES ('iris', 1, '${SHA}', 10, 'onnx', 0);
+      INSERT INTO deployments (name, spec, model, version, generation, created_at, updated_at) VALUES ('web', '${JSON.stringify(SPEC)}', 'iris', 1, 3, 0, 0);
+      INSERT INTO replicas (id, deployment, node, version, generation, desired, state, port, grpc_port, created_at, updated_at)
+        VALUES ('web-1', 'web', 'n1', 1, 3, 'drain', 'ready', 20000, 20001, 0, 0);`);
+    expect(() => old.exec("INSERT INTO deployments (name, spec, model, version, created_at, updated_at) VALUES ('app', '{}', NULL, NULL, 0, 0)")).toThrow(/NOT NULL/);
+    old.close();
+    store.close();
+    store = Store.open(file4);
+    expect(store.schemaVersion()).toBe(MIGRATIONS.length);
+    expect(store.deployments.get('web')).toMatchObject({ kind: 'model', model: 'iris', version: '1', generation: 3 });
+    expect(store.replicas.get('web-1')).toMatchObject({ deployment: 'web', node: 'n1', desired: 'drain', state: 'ready', port: 20000, grpc_port: 20001 });
+    // The foreign keys still hold: a model deployment names a registered version, and replicas go with their deployment.
+    expect(() => store.db.exec("INSERT INTO deployments (name, kind, spec, model, version, created_at, updated_at) VALUES ('x', 'model', '{}', 'iris', 9, 0, 0)")).toThrow(/FOREIGN KEY/);
+    expect(() => store.db.exec("INSERT INTO deployments (name, kind, spec, created_at, updated_at) VALUES ('y', 'model', '{}', 0, 0)")).toThrow(/CHECK/);
+    store.deployments.remove('web');
+    expect(store.replicas.get('web-1')).toBeUndefined();
+  });
+
+  it('stores a container deployment without a model; its version is its revision, which a new image bumps', () => {
+    const app = ContainerDeploymentSpecSchema.parse({ kind: 'container', name: 'app', image: 'tern/app:1', replicas: 1, ports: [{ container: 8080 }] });
+    expect(store.deployments.create(app)).toMatchObject({ kind: 'container', model: null, version: '1', generation: 1, spec: { image: 'tern/app:1', runtime: 'container' } });
+    expect(store.deployments.rolloutImage('app', 'tern/app:2')).toMatchObject({ version: '2', generation: 2, spec: { image: 'tern/app:2', replicas: 1 } });
+    store.nodes.upsertOnJoin('n1', FACTS, 'h1');
+    store.replicas.create({ id: 'app-1', deployment: 'app', node: 'n1', version: '2', generation: 2 });
+    expect(store.replicas.listByDeployment('app').map((r) => r.version)).toEqual(['2']);
   });
 
   it('keeps labels, cordon, drain and revision when a node rejoins', () => {

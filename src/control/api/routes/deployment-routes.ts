@@ -3,7 +3,7 @@
  * reconciler is told (hooks.desiredStateChanged); placing replicas is the
  * scheduler's job, not this API's.
  */
-import { DeploymentSpecSchema, RolloutRequestSchema, ScaleRequestSchema } from '../../../protocol/fleet.js';
+import { DeploymentSpecSchema, RolloutRequestSchema, ScaleRequestSchema, type DeploymentSpec } from '../../../protocol/fleet.js';
 import { TernError } from '../../../protocol/errors.js';
 import type { DeploymentRecord, ModelVersionRecord, ReplicaRecord, Store } from '../../store/store.js';
 import { audit, desiredStateChanged } from '../audit.js';
@@ -22,6 +22,27 @@ function status(d: DeploymentRecord, replicas: ReplicaRecord[]) {
 
 function summary(d: DeploymentRecord, replicas: ReplicaRecord[]) {
   return { ...d, status: status(d, replicas) };
+}
+
+/** What a deployment runs, for messages: `iris:2` or `image web:1`. */
+function describeTarget(d: DeploymentRecord): string {
+  return d.spec.kind === 'container' ? `image ${d.spec.image}` : `${d.model}:${d.version}`;
+}
+
+/** Kind model: the model version to deploy (must be in the registry); kind container: none. */
+function createDeployment(store: Store, spec: DeploymentSpec): DeploymentRecord {
+  if (spec.kind === 'container') return store.deployments.create(spec);
+  return store.deployments.create(spec, resolveVersion(store, spec.model, spec.version).version);
+}
+
+/** A model deployment rolls out a version, a container deployment an image; the other is a 400 naming what to send. */
+function rollout(store: Store, d: DeploymentRecord, body: { version?: string; image?: string }): DeploymentRecord {
+  if (d.spec.kind === 'container') {
+    if (body.image === undefined) throw new TernError('BAD_REQUEST', `deployment ${d.name} is a container deployment: roll out a new image ({"image": "..."}), not a version`);
+    return store.deployments.rolloutImage(d.name, body.image)!;
+  }
+  if (body.version === undefined) throw new TernError('BAD_REQUEST', `deployment ${d.name} serves model ${d.model}: roll out a version ({"version": "..."}), not an image`);
+  return store.deployments.rollout(d.name, resolveVersion(store, d.spec.model, body.version).version)!;
 }
 
 function resolveVersion(store: Store, model: string, version: string | undefined): ModelVersionRecord {
@@ -51,9 +72,8 @@ export function registerDeploymentRoutes(app: ApiApp, deps: ControlApiDeps): voi
     schema: { summary: 'Deploy a model version', tags: ['deployments'], body: DeploymentSpecSchema },
   }, async (req, reply) => {
     const spec = req.body;
-    const v = resolveVersion(store, spec.model, spec.version);
-    const d = store.deployments.create(spec, v.version);
-    audit(deps, req, 'deployment.created', `deployment/${d.name}`, `deployment ${d.name} created: ${d.model}:${d.version} x${spec.replicas} (${spec.runtime})`, { spec });
+    const d = createDeployment(store, spec);
+    audit(deps, req, 'deployment.created', `deployment/${d.name}`, `deployment ${d.name} created: ${describeTarget(d)} x${spec.replicas} (${spec.runtime})`, { spec });
     desiredStateChanged(deps, `deployment ${d.name} created`);
     return reply.code(201).send(detail(d.name));
   });
@@ -88,12 +108,11 @@ export function registerDeploymentRoutes(app: ApiApp, deps: ControlApiDeps): voi
 
   app.post('/deployments/:name/rollout', {
     config: { access: 'admin' },
-    schema: { summary: 'Roll out another model version (new generation, start-first)', tags: ['deployments'], params: NameParams, body: RolloutRequestSchema },
+    schema: { summary: 'Roll out another model version or, for a container deployment, another image (new generation)', tags: ['deployments'], params: NameParams, body: RolloutRequestSchema },
   }, async (req) => {
     const before = getLive(req.params.name);
-    const v = resolveVersion(store, before.model, req.body.version);
-    const d = store.deployments.rollout(before.name, v.version)!;
-    audit(deps, req, 'deployment.rollout', `deployment/${d.name}`, `deployment ${d.name} rolling out ${d.model}:${d.version} (from version ${before.version}), generation ${d.generation}`, { from: before.version, to: d.version, generation: d.generation });
+    const d = rollout(store, before, req.body);
+    audit(deps, req, 'deployment.rollout', `deployment/${d.name}`, `deployment ${d.name} rolling out ${describeTarget(d)} (from ${describeTarget(before)}), generation ${d.generation}`, { from: before.version, to: d.version, generation: d.generation });
     desiredStateChanged(deps, `deployment ${d.name} rollout`);
     return detail(d.name);
   });
