@@ -176,8 +176,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   let hub: Hub | undefined;
   // The operator's container operations, run on this node's engine for the control plane.
-  const engine = () => (options.containerDriver ? (supervisor.driver('container') as ContainerDriver).engine() : undefined);
-  const rpc = new RpcServer(containerHandlers(engine, () => identity?.node_id), (frame) => hub?.publishRpc(frame), log);
+  const containerEngine = () => (options.containerDriver ? (supervisor.driver('container') as ContainerDriver).engine() : undefined);
+  const rpc = new RpcServer(containerHandlers(containerEngine, () => identity?.node_id), (frame) => hub?.publishRpc(frame), log);
   let heartbeatMs = options.heartbeatMs ?? 1000;
   const stats = new StatsSampler();
   let seq = 0;

@@ -21,46 +21,44 @@ export function containerHandlers(engineOf: EngineSource, node: () => string | u
     return e;
   };
   const ops = () => import('../containers/container-ops.js');
-  /** The container, refused unless tern made it. */
-  const ternContainer = async (name: string): Promise<Engine> => {
+  /** The container's engine and description, refused unless tern made it. */
+  const ternContainer = async (name: string) => {
     const e = await engine();
     const { info } = await (await ops()).container(e, name);
     if (!info.Config.Labels?.[LABELS.kind]) throw new TernError('NOT_FOUND', `no tern container '${name}' on node ${node() ?? '?'} (see: tern containers ls --node)`);
-    return e;
+    return { engine: e, info };
   };
   const sendChunk = (call: RpcCall) => (c: { stream: 'stdout' | 'stderr'; data: Buffer }) => call.send(c.data, c.stream);
 
   const handlers: { [M in ContainerMethod]: (params: unknown, call: RpcCall) => Promise<unknown> } = {
     list: async () => ({ containers: await (await ops()).listContainers(await engine()) }),
     inspect: async (params) => {
-      const { name } = parse('inspect', params);
-      await ternContainer(name);
-      return (await (await ops()).container(await engine(), name)).info;
+      return (await ternContainer(parse('inspect', params).name)).info;
     },
     lifecycle: async (params) => {
       const p = parse('lifecycle', params);
-      await (await ops()).lifecycle(await ternContainer(p.name), p.name, p.op, p.grace_s);
+      await (await ops()).lifecycle((await ternContainer(p.name)).engine, p.name, p.op, p.grace_s);
       return { name: p.name, op: p.op };
     },
     logs: async (params, call) => {
       const p = parse('logs', params);
-      await (await ops()).streamLogs(await ternContainer(p.name), p.name, { ...p, signal: call.signal }, sendChunk(call));
+      await (await ops()).streamLogs((await ternContainer(p.name)).engine, p.name, { ...p, signal: call.signal }, sendChunk(call));
       return { name: p.name };
     },
     exec: async (params, call) => {
       const p = parse('exec', params);
-      return { exit_code: await (await ops()).exec(await ternContainer(p.name), p.name, p.cmd, sendChunk(call)) };
+      return { exit_code: await (await ops()).exec((await ternContainer(p.name)).engine, p.name, p.cmd, sendChunk(call)) };
     },
     copyIn: async (params, call) => {
       const p = parse('copyIn', params);
-      await (await ops()).copyInStream(await ternContainer(p.name), p.name, call.input, { dest: p.path, size: p.size, mode: p.mode });
+      await (await ops()).copyInStream((await ternContainer(p.name)).engine, p.name, call.input, { dest: p.path, size: p.size, mode: p.mode });
       return { path: p.path, size: p.size };
     },
     copyOut: async (params, call) => {
       const p = parse('copyOut', params);
       const { Writable } = await import('node:stream');
       const toCaller = () => new Writable({ write: (chunk: Buffer, _e, cb) => { call.send(chunk).then(() => cb(), cb); } });
-      return { path: p.path, size: await (await ops()).copyOutStream(await ternContainer(p.name), p.name, p.path, toCaller) };
+      return { path: p.path, size: await (await ops()).copyOutStream((await ternContainer(p.name)).engine, p.name, p.path, toCaller) };
     },
   };
   return Object.fromEntries(Object.entries(handlers).map(([m, h]) => [ContainerMethods[m as ContainerMethod].name, h]));

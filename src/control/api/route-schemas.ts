@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { NameSchema } from '../../protocol/fleet.js';
 
 /** Query values arrive as strings; `z.coerce` would turn "" into 0, so digits are required. */
-const Digits = z.string().regex(/^[0-9]{1,15}$/, 'expected a non-negative integer').transform(Number);
+export const Digits = z.string().regex(/^[0-9]{1,15}$/, 'expected a non-negative integer').transform(Number);
 
 export const NameParams = z.object({ name: NameSchema });
 export const VersionParams = z.object({ name: NameSchema, version: z.string().regex(/^[1-9][0-9]*$/, 'versions are positive integers') });

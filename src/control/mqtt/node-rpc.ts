@@ -127,6 +127,8 @@ export class NodeRpc {
       if (this.calls.has(id)) this.hub.publishRpc(call.node, { t: 'credit', id, n: 1 });
     });
     call.delivered.catch((err: Error) => {
+      // Every later frame's link of the chain rejects too: cancel once.
+      if (!this.calls.has(id)) return;
       this.hub.publishRpc(call.node, { t: 'cancel', id, reason: `the receiver failed: ${err.message}` });
       call.settle(err);
     });

@@ -14,13 +14,13 @@ import { z } from 'zod';
 import { TernError } from '../../../protocol/errors.js';
 import { ContainerMethods, parseContainerParams, type ContainerMethod, type ContainerParams, type RpcStream } from '../../../protocol/rpc.js';
 import type { NodeRpc, CallOptions } from '../../mqtt/node-rpc.js';
+import { writeThenCredit } from '../../mqtt/rpc-stream.js';
 import { audit } from '../audit.js';
 import type { ApiApp, ControlApiDeps } from '../deps.js';
-import { NodeParams } from '../route-schemas.js';
+import { Digits, NodeParams } from '../route-schemas.js';
 
 const ContainerParamsSchema = NodeParams.extend({ name: z.string().min(1).max(128) });
 const Bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
-const Digits = z.string().regex(/^[0-9]{1,15}$/, 'expected a non-negative integer').transform(Number);
 const LogsQuery = z.object({
   follow: Bool.optional(), tail: Digits.optional(), since: Digits.optional(), timestamps: Bool.optional(),
   /** ndjson: one {"stream","text"} object a chunk; text: the output as it was (stdout and stderr interleaved). */
@@ -48,7 +48,7 @@ async function streamCall(reply: FastifyReply, contentType: string, run: (o: Cal
     signal: abort.signal,
     onData: (data, stream) => {
       started();
-      return new Promise<void>((resolve) => { if (body.write(frame(data, stream))) resolve(); else body.once('drain', resolve); });
+      return new Promise<void>((resolve) => writeThenCredit(body, frame(data, stream), resolve));
     },
   });
   // Before any output, a failure is the reply's status; after, it can only be reported inside the stream.
