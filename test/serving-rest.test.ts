@@ -161,5 +161,8 @@ describe('metrics', () => {
     expect(Number(line!.split(' ').pop())).toBeGreaterThanOrEqual(3);
     expect(text).toContain('tern_batch_size_bucket');
     expect(text).toMatch(/tern_model_state\{model="iris-forest",version="1",state="READY"\} 1/);
+    // Read from the queues at scrape time: one series per model, nothing waiting now.
+    expect(text).toMatch(/tern_queue_length\{model="iris-logreg"\} 0/);
+    expect(text).toMatch(/tern_request_duration_seconds_count\{model="iris-logreg",protocol="rest"\} [1-9]/);
   });
 });

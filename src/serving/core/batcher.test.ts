@@ -55,6 +55,27 @@ describe('dynamic batching', () => {
     expect(m.batches.sort()).toEqual([2, 2]);
   });
 
+  it('batches requests whose inputs come in a different order, but not ones with a different input set', async () => {
+    const batches: number[] = [];
+    const b = new Batcher(async (inputs) => { batches.push(inputs[0].shape[0]); return inputs; }, dynamic({ maxQueueDelayMs: 20 }));
+    const a = (v: number): Tensor => ({ ...row(v), name: 'a' });
+    const results = await Promise.all([b.submit([row(1), a(2)]), b.submit([a(3), row(4)]), b.submit([row(5)])]);
+    expect(batches.sort()).toEqual([1, 2]);
+    expect(Array.from(results[1].outputs.find((t) => t.name === 'x')!.data as Float32Array)).toEqual([4, 4]);
+  });
+
+  it('reports idle only after everything queued and running has finished', async () => {
+    const m = doubler(20);
+    const b = new Batcher(m.run, dynamic({ maxBatchSize: 1, maxQueueDelayMs: 0 }));
+    await b.whenIdle(); // nothing submitted yet
+    const settled: number[] = [];
+    const work = [1, 2, 3].map((v) => b.submit([row(v)]).then(() => settled.push(v)));
+    await b.whenIdle();
+    expect(settled.sort()).toEqual([1, 2, 3]);
+    expect(b.queueLength).toBe(0);
+    await Promise.all(work);
+  });
+
   it('refuses requests beyond max_queue_size with QUEUE_FULL', async () => {
     const m = doubler(20);
     const b = new Batcher(m.run, dynamic({ maxBatchSize: 1, maxQueueSize: 2, maxQueueDelayMs: 0 }));

@@ -39,7 +39,6 @@ export interface BatchResult {
 interface Item {
   inputs: Tensor[];
   rows: number;
-  key: string;
   enqueuedAt: number;
   deadline?: number;
   resolve: (r: BatchResult) => void;
@@ -50,9 +49,19 @@ export interface BatchObserver {
   (batch: { size: number; computeMs: number; failed: boolean }): void;
 }
 
-/** Requests may share a batch only when everything but the batch dimension matches. */
-function compatibilityKey(inputs: Tensor[]): string {
-  return inputs.map((t) => `${t.name}:${t.datatype}:${t.shape.slice(1).join('x')}`).sort().join('|');
+/**
+ * Requests may share a batch only when everything but the batch dimension
+ * matches. Compared in place (no key strings) because it runs per request.
+ */
+function compatible(a: Tensor[], b: Tensor[]): boolean {
+  if (a.length !== b.length) return false;
+  for (const x of a) {
+    let y: Tensor | undefined;
+    for (const t of b) if (t.name === x.name) y = t;
+    if (!y || y.datatype !== x.datatype || y.shape.length !== x.shape.length) return false;
+    for (let k = 1; k < x.shape.length; k++) if (y.shape[k] !== x.shape[k]) return false;
+  }
+  return true;
 }
 
 export class Batcher {
@@ -61,6 +70,9 @@ export class Batcher {
   private timerArmed = false;
   /** Current AIMD cap (adaptive mode). */
   private cap: number;
+  /** Preferred batch sizes, largest first. */
+  private readonly preferred: number[];
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly run: RunBatch,
@@ -68,10 +80,17 @@ export class Batcher {
     private readonly observe?: BatchObserver,
   ) {
     this.cap = Math.min(4, this.maxRows());
+    this.preferred = [...options.preferredBatchSizes].sort((a, b) => b - a);
   }
 
   get queueLength(): number { return this.queue.length; }
   get inFlight(): number { return this.running; }
+
+  /** Resolves once nothing is queued or running. */
+  whenIdle(): Promise<void> {
+    if (this.queue.length === 0 && this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
   get adaptiveCap(): number { return this.cap; }
 
   private maxRows(): number {
@@ -86,7 +105,7 @@ export class Batcher {
     }
     const rows = this.options.mode === 'none' || this.options.maxBatchSize === 0 ? 1 : inputs[0]?.shape[0] ?? 1;
     return new Promise<BatchResult>((resolve, reject) => {
-      this.queue.push({ inputs, rows, key: compatibilityKey(inputs), enqueuedAt: performance.now(), deadline, resolve, reject });
+      this.queue.push({ inputs, rows, enqueuedAt: performance.now(), deadline, resolve, reject });
       this.pump();
     });
   }
@@ -94,7 +113,7 @@ export class Batcher {
   private pump(): void {
     while (this.running < this.options.concurrency && this.queue.length > 0) {
       this.dropExpired();
-      if (this.queue.length === 0) return;
+      if (this.queue.length === 0) break;
       const batch = this.takeBatch();
       if (!batch) {
         this.armTimer();
@@ -102,10 +121,12 @@ export class Batcher {
       }
       void this.dispatch(batch);
     }
+    if (this.running === 0 && this.queue.length === 0 && this.idleWaiters.length > 0) this.notifyIdle();
   }
 
   private dropExpired(): void {
     const now = Date.now();
+    if (!this.queue.some((item) => item.deadline !== undefined && item.deadline <= now)) return;
     this.queue = this.queue.filter((item) => {
       if (item.deadline === undefined || item.deadline > now) return true;
       item.reject(new TernError('DEADLINE_EXCEEDED', 'request deadline passed while queued'));
@@ -122,6 +143,8 @@ export class Batcher {
     const rows = picked.reduce((n, i) => n + this.queue[i].rows, 0);
     if (mode === 'dynamic' && !this.readyToDispatch(rows)) return undefined;
     const chosen = mode === 'dynamic' ? this.trimToPreferred(picked) : picked;
+    // Usually every queued request fits: then the batch is a prefix of the queue.
+    if (chosen[chosen.length - 1] === chosen.length - 1) return this.queue.splice(0, chosen.length);
     const items = chosen.map((i) => this.queue[i]);
     const taken = new Set(chosen);
     this.queue = this.queue.filter((_, i) => !taken.has(i));
@@ -135,7 +158,7 @@ export class Batcher {
     let rows = head.rows;
     for (let i = 1; i < this.queue.length && rows < limit; i++) {
       const item = this.queue[i];
-      if (item.key === head.key && rows + item.rows <= limit) {
+      if (rows + item.rows <= limit && compatible(item.inputs, head.inputs)) {
         picked.push(i);
         rows += item.rows;
       }
@@ -145,13 +168,14 @@ export class Batcher {
 
   private readyToDispatch(rows: number): boolean {
     if (rows >= this.maxRows()) return true;
-    if (this.options.preferredBatchSizes.includes(rows)) return true;
+    if (this.preferred.includes(rows)) return true;
     return performance.now() - this.queue[0].enqueuedAt >= this.options.maxQueueDelayMs;
   }
 
   /** Triton: when the delay has expired, prefer the largest preferred size that fits. */
   private trimToPreferred(picked: number[]): number[] {
-    const preferred = [...this.options.preferredBatchSizes].sort((a, b) => b - a);
+    const preferred = this.preferred;
+    if (preferred.length === 0) return picked;
     const total = picked.reduce((n, i) => n + this.queue[i].rows, 0);
     if (preferred.length === 0 || preferred.includes(total)) return picked;
     for (const size of preferred) {
@@ -202,6 +226,12 @@ export class Batcher {
       this.running--;
       this.pump();
     }
+  }
+
+  private notifyIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
   }
 
   private adapt(size: number, computeMs: number): void {

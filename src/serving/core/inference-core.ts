@@ -34,7 +34,7 @@ export interface ModelMetadata {
 }
 
 export class InferenceCore implements InferenceHost {
-  readonly metrics = new ServingMetrics();
+  readonly metrics = new ServingMetrics(() => this.manager.queueLengths());
   readonly manager: ModelManager;
   readonly log: Logger;
   private started = false;
@@ -76,24 +76,7 @@ export class InferenceCore implements InferenceHost {
 
   /** The version that serves a request: the named one, or the highest READY one. */
   resolveVersion(model: string, version?: string): ModelVersion {
-    const e = this.requireModel(model);
-    if (e.error) throw new TernError('MODEL_UNAVAILABLE', `model '${model}' is unavailable: ${e.error}`);
-    if (version !== undefined && version !== '') {
-      const v = e.versions.get(version);
-      if (!v) {
-        throw new TernError('VERSION_NOT_FOUND', `model '${model}' has no version '${version}' (served: ${[...e.versions.keys()].join(', ') || 'none'})`);
-      }
-      if (v.state !== 'READY') {
-        throw new TernError('MODEL_UNAVAILABLE', `model '${model}' version ${version} is ${v.state}${v.reason ? `: ${v.reason}` : ''}`);
-      }
-      return v;
-    }
-    const ready = [...e.versions.values()].filter((v) => v.state === 'READY').sort((a, b) => Number(b.version) - Number(a.version));
-    if (ready.length === 0) {
-      const why = [...e.versions.values()].map((v) => `v${v.version} ${v.state}${v.reason ? ` (${v.reason})` : ''}`).join('; ');
-      throw new TernError('MODEL_UNAVAILABLE', `model '${model}' has no ready version${why ? `: ${why}` : ''}`);
-    }
-    return ready[0];
+    return versionOf(this.requireModel(model), version);
   }
 
   isModelReady(model: string, version?: string): boolean {
@@ -123,50 +106,76 @@ export class InferenceCore implements InferenceHost {
     const started = performance.now();
     const protocol = request.protocol ?? 'inprocess';
     try {
-      const response = await this.inferUnmetered(request);
-      this.metrics.requests.inc({ model: request.model, version: response.version, protocol });
-      this.metrics.requestSeconds.observe({ model: request.model, protocol }, (performance.now() - started) / 1000);
-      return response;
+      const entry = this.requireModel(request.model);
+      const v = versionOf(entry, request.version);
+      validateInputs(v, request.inputs);
+      const wanted = selectOutputs(v, request.outputs);
+      const served = this.metrics.forRequests(request.model, protocol);
+      const cacheKey = entry.cache ? PredictionCache.key(request.model, v.version, request.inputs) : undefined;
+      const cached = cacheKey !== undefined ? entry.cache!.get(cacheKey) : undefined;
+      if (cacheKey !== undefined) (cached ? this.metrics.forBatches(request.model).cacheHits : this.metrics.forBatches(request.model).cacheMisses).inc();
+      let outputs: Tensor[];
+      let timing: InferResponse['timing'];
+      if (cached) {
+        outputs = cached;
+        timing = { queue_ms: 0, compute_ms: 0, batch_size: 0, cache_hit: true };
+      } else {
+        if (request.deadline !== undefined && request.deadline <= Date.now()) {
+          throw new TernError('DEADLINE_EXCEEDED', 'request deadline passed before inference started');
+        }
+        const result = await v.infer(request.inputs, request.deadline);
+        served.queue.observe(result.queueMs / 1000);
+        if (cacheKey !== undefined) entry.cache!.set(cacheKey, result.outputs);
+        outputs = result.outputs;
+        timing = { queue_ms: result.queueMs, compute_ms: result.computeMs, batch_size: result.batchSize, cache_hit: false };
+      }
+      served.served(v.version, (performance.now() - started) / 1000);
+      return {
+        model: request.model, version: v.version, ...(request.id !== undefined ? { id: request.id } : {}),
+        outputs: wanted ? pick(outputs, wanted) : outputs,
+        timing,
+      };
     } catch (err) {
       const e = asTernError(err);
       this.metrics.failures.inc({ model: request.model, protocol, code: e.code });
       throw e;
     }
   }
+}
 
-  private async inferUnmetered(request: InferRequest): Promise<InferResponse> {
-    const v = this.resolveVersion(request.model, request.version);
-    validateInputs(v, request.inputs);
-    const wanted = selectOutputs(v, request.outputs);
-    const entry = this.requireModel(request.model);
-    const base = { model: request.model, version: v.version, ...(request.id !== undefined ? { id: request.id } : {}) };
-    const cacheKey = entry.cache ? PredictionCache.key(request.model, v.version, request.inputs) : undefined;
-    const cached = cacheKey ? entry.cache!.get(cacheKey) : undefined;
-    if (cacheKey) (cached ? this.metrics.cacheHits : this.metrics.cacheMisses).inc({ model: request.model });
-    if (cached) {
-      return { ...base, outputs: pick(cached, wanted), timing: { queue_ms: 0, compute_ms: 0, batch_size: 0, cache_hit: true } };
+/** The named version of a model, or its highest READY one. */
+function versionOf(e: ModelEntry, version: string | undefined): ModelVersion {
+  const model = e.name;
+  if (e.error) throw new TernError('MODEL_UNAVAILABLE', `model '${model}' is unavailable: ${e.error}`);
+  if (version !== undefined && version !== '') {
+    const v = e.versions.get(version);
+    if (!v) {
+      throw new TernError('VERSION_NOT_FOUND', `model '${model}' has no version '${version}' (served: ${[...e.versions.keys()].join(', ') || 'none'})`);
     }
-    if (request.deadline !== undefined && request.deadline <= Date.now()) {
-      throw new TernError('DEADLINE_EXCEEDED', 'request deadline passed before inference started');
+    if (v.state !== 'READY') {
+      throw new TernError('MODEL_UNAVAILABLE', `model '${model}' version ${version} is ${v.state}${v.reason ? `: ${v.reason}` : ''}`);
     }
-    this.metrics.queueLength.set({ model: request.model }, v.queueLength);
-    const result = await v.infer(request.inputs, request.deadline);
-    this.metrics.queueSeconds.observe({ model: request.model }, result.queueMs / 1000);
-    if (cacheKey) entry.cache!.set(cacheKey, result.outputs);
-    return {
-      ...base,
-      outputs: pick(result.outputs, wanted),
-      timing: { queue_ms: result.queueMs, compute_ms: result.computeMs, batch_size: result.batchSize, cache_hit: false },
-    };
+    return v;
   }
+  // A loop rather than filter + sort: this runs on every request.
+  let newest: ModelVersion | undefined;
+  for (const v of e.versions.values()) {
+    if (v.state === 'READY' && (newest === undefined || Number(v.version) > Number(newest.version))) newest = v;
+  }
+  if (newest === undefined) {
+    const why = [...e.versions.values()].map((v) => `v${v.version} ${v.state}${v.reason ? ` (${v.reason})` : ''}`).join('; ');
+    throw new TernError('MODEL_UNAVAILABLE', `model '${model}' has no ready version${why ? `: ${why}` : ''}`);
+  }
+  return newest;
 }
 
 function pick(outputs: Tensor[], names: string[]): Tensor[] {
   return names.map((n) => outputs.find((o) => o.name === n)!).filter(Boolean);
 }
 
-function selectOutputs(v: ModelVersion, requested?: string[]): string[] {
-  if (!requested || requested.length === 0) return v.outputs.map((o) => o.name);
+/** The outputs a request asked for by name, or undefined for all of them. */
+function selectOutputs(v: ModelVersion, requested?: string[]): string[] | undefined {
+  if (!requested || requested.length === 0) return undefined;
   for (const name of requested) {
     if (!v.outputs.some((o) => o.name === name)) {
       throw badTensor(`unknown output '${name}' (model '${v.modelName}' has: ${v.outputs.map((o) => o.name).join(', ')})`);
@@ -175,38 +184,48 @@ function selectOutputs(v: ModelVersion, requested?: string[]): string[] {
   return requested;
 }
 
-/** Checks names, datatypes, ranks, fixed dims and the batch size against the version's specs. */
+function specNamed(specs: TensorSpec[], name: string): TensorSpec | undefined {
+  for (const s of specs) if (s.name === name) return s;
+  return undefined;
+}
+
+/**
+ * Checks names, datatypes, ranks, fixed dims and the batch size against the
+ * version's specs. Plain loops: this runs on every request.
+ */
 export function validateInputs(v: ModelVersion, inputs: Tensor[]): void {
-  const modelNames = v.inputs.map((i) => i.name).join(', ');
-  const given = new Set<string>();
-  for (const t of inputs) {
-    if (given.has(t.name)) throw badTensor(`input '${t.name}' is given more than once`);
-    given.add(t.name);
+  const modelNames = () => v.inputs.map((i) => i.name).join(', ');
+  for (let i = 0; i < inputs.length; i++) {
+    for (let j = 0; j < i; j++) {
+      if (inputs[j].name === inputs[i].name) throw badTensor(`input '${inputs[i].name}' is given more than once`);
+    }
   }
   for (const spec of v.inputs) {
-    if (!given.has(spec.name)) throw badTensor(`missing input '${spec.name}' (model '${v.modelName}' takes: ${modelNames})`);
+    if (!inputs.some((t) => t.name === spec.name)) throw badTensor(`missing input '${spec.name}' (model '${v.modelName}' takes: ${modelNames()})`);
   }
   for (const t of inputs) {
-    const spec = v.inputs.find((i) => i.name === t.name);
-    if (!spec) throw badTensor(`unexpected input '${t.name}' (model '${v.modelName}' takes: ${modelNames})`);
+    const spec = specNamed(v.inputs, t.name);
+    if (!spec) throw badTensor(`unexpected input '${t.name}' (model '${v.modelName}' takes: ${modelNames()})`);
     checkTensorAgainstSpec(t, spec);
   }
   checkBatch(v, inputs);
 }
 
+const fmtShape = (s: number[]) => `[${s.join(',')}]`;
+
 function checkTensorAgainstSpec(t: Tensor, spec: TensorSpec): void {
   if (t.datatype !== spec.datatype) {
     throw badTensor(`input '${t.name}': datatype ${t.datatype} does not match the model's ${spec.datatype}`);
   }
-  const fmt = (s: number[]) => `[${s.join(',')}]`;
   if (spec.shape.length > 0 && t.shape.length !== spec.shape.length) {
-    throw badTensor(`input '${t.name}': shape ${fmt(t.shape)} has rank ${t.shape.length}, the model expects rank ${spec.shape.length} ${fmt(spec.shape)}`);
+    throw badTensor(`input '${t.name}': shape ${fmtShape(t.shape)} has rank ${t.shape.length}, the model expects rank ${spec.shape.length} ${fmtShape(spec.shape)}`);
   }
-  spec.shape.forEach((d, k) => {
+  for (let k = 0; k < spec.shape.length; k++) {
+    const d = spec.shape[k];
     if (d >= 0 && t.shape[k] !== d) {
-      throw badTensor(`input '${t.name}': shape ${fmt(t.shape)} does not match the model's ${fmt(spec.shape)} at dimension ${k}`);
+      throw badTensor(`input '${t.name}': shape ${fmtShape(t.shape)} does not match the model's ${fmtShape(spec.shape)} at dimension ${k}`);
     }
-  });
+  }
 }
 
 function checkBatch(v: ModelVersion, inputs: Tensor[]): void {

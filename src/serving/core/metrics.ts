@@ -1,6 +1,11 @@
 /**
  * Prometheus metrics of one server. Each server owns its registry (not
  * prom-client's global one) so several servers can live in one process.
+ *
+ * The per-request path records through cached label children
+ * (`RequestMetrics`, `BatchMetrics`): prom-client hashes a label object on
+ * every call, which on a microsecond model cost more than the observation.
+ * The queue length is read at scrape time instead of set per request.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -43,12 +48,36 @@ export class ServingMetrics {
     name: 'tern_model_state', help: '1 for the state each model version is in',
     labelNames: ['model', 'version', 'state'], registers: [this.registry],
   });
-  readonly queueLength = new Gauge({
-    name: 'tern_queue_length', help: 'Requests waiting per model', labelNames: ['model'], registers: [this.registry],
-  });
+  readonly queueLength: Gauge<'model'>;
+  private readonly requestSets = new Map<string, Map<string, RequestMetrics>>();
+  private readonly batchSets = new Map<string, BatchMetrics>();
 
-  constructor() {
+  /** `queueLengths` is asked for the waiting requests per model at every scrape. */
+  constructor(queueLengths: () => Iterable<[model: string, waiting: number]> = () => []) {
+    this.queueLength = new Gauge({
+      name: 'tern_queue_length', help: 'Requests waiting per model', labelNames: ['model'], registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [model, waiting] of queueLengths()) this.set({ model }, waiting);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'tern_process_' });
+  }
+
+  /** The request metrics of one model over one protocol, made once and then reused. */
+  forRequests(model: string, protocol: string): RequestMetrics {
+    let byModel = this.requestSets.get(protocol);
+    if (!byModel) this.requestSets.set(protocol, (byModel = new Map()));
+    let set = byModel.get(model);
+    if (!set) byModel.set(model, (set = new RequestMetrics(this, model, protocol)));
+    return set;
+  }
+
+  /** The batch metrics of one model, made once and then reused. */
+  forBatches(model: string): BatchMetrics {
+    let set = this.batchSets.get(model);
+    if (!set) this.batchSets.set(model, (set = new BatchMetrics(this, model)));
+    return set;
   }
 
   text(): Promise<string> {
@@ -57,5 +86,43 @@ export class ServingMetrics {
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+}
+
+/**
+ * Label children of one served model over one protocol; the version label is
+ * cached per version seen. Made only for models that exist, so clients naming
+ * random models cannot grow it (failures are counted on the parent).
+ */
+export class RequestMetrics {
+  readonly latency: Histogram.Internal<string>;
+  readonly queue: Histogram.Internal<string>;
+  private readonly byVersion = new Map<string, Counter.Internal>();
+
+  constructor(private readonly metrics: ServingMetrics, private readonly model: string, private readonly protocol: string) {
+    this.latency = metrics.requestSeconds.labels({ model, protocol });
+    this.queue = metrics.queueSeconds.labels({ model });
+  }
+
+  served(version: string, seconds: number): void {
+    let counter = this.byVersion.get(version);
+    if (!counter) this.byVersion.set(version, (counter = this.metrics.requests.labels({ model: this.model, version, protocol: this.protocol })));
+    counter.inc();
+    this.latency.observe(seconds);
+  }
+}
+
+/** Label children of one model's batch and cache metrics. */
+export class BatchMetrics {
+  readonly size: Histogram.Internal<string>;
+  readonly compute: Histogram.Internal<string>;
+  readonly cacheHits: Counter.Internal;
+  readonly cacheMisses: Counter.Internal;
+
+  constructor(metrics: ServingMetrics, model: string) {
+    this.size = metrics.batchSize.labels({ model });
+    this.compute = metrics.computeSeconds.labels({ model });
+    this.cacheHits = metrics.cacheHits.labels({ model });
+    this.cacheMisses = metrics.cacheMisses.labels({ model });
   }
 }

@@ -196,8 +196,18 @@ export class ModelManager {
   }
 
   private observeBatch(model: string, b: { size: number; computeMs: number }): void {
-    this.metrics.batchSize.observe({ model }, b.size);
-    this.metrics.computeSeconds.observe({ model }, b.computeMs / 1000);
+    const m = this.metrics.forBatches(model);
+    m.size.observe(b.size);
+    m.compute.observe(b.computeMs / 1000);
+  }
+
+  /** Requests waiting in each model's queues (all versions), read when metrics are scraped. */
+  *queueLengths(): Iterable<[string, number]> {
+    for (const e of this.models.values()) {
+      let waiting = 0;
+      for (const v of e.versions.values()) waiting += v.queueLength;
+      yield [e.name, waiting];
+    }
   }
 
   private publishStates(): void {

@@ -1,7 +1,7 @@
 /**
- * One version of one model, from loading to unloading. Holds the loaded runtime,
- * its batcher and the count of requests inside it, so that a version being
- * removed stops taking new requests and unloads only after in-flight ones finish.
+ * One version of one model, from loading to unloading. Holds the loaded runtime
+ * and its batcher, so that a version being removed stops taking new requests
+ * and unloads only after its batcher has run everything queued.
  */
 import type { ModelConfig, TensorSpec } from '../../protocol/model-config.js';
 import { Batcher, type BatcherOptions, type BatchObserver, type BatchResult } from './batcher.js';
@@ -50,8 +50,6 @@ export class ModelVersion {
   outputs: TensorSpec[] = [];
   private model?: LoadedModel;
   private batcher?: Batcher;
-  private inFlight = 0;
-  private drained?: () => void;
 
   constructor(
     readonly modelName: string,
@@ -89,14 +87,8 @@ export class ModelVersion {
   }
 
   /** Runs one request through the batcher; callers must have checked the inputs. */
-  async infer(inputs: Tensor[], deadline?: number): Promise<BatchResult> {
-    this.inFlight++;
-    try {
-      return await this.batcher!.submit(inputs, deadline);
-    } finally {
-      this.inFlight--;
-      if (this.inFlight === 0) this.drained?.();
-    }
+  infer(inputs: Tensor[], deadline?: number): Promise<BatchResult> {
+    return this.batcher!.submit(inputs, deadline);
   }
 
   /** Runs a batch straight on the model (warm-up), bypassing the queue. */
@@ -108,7 +100,7 @@ export class ModelVersion {
   async unload(): Promise<void> {
     if (this.state === 'UNLOADED') return;
     this.state = 'UNLOADING';
-    if (this.inFlight > 0) await new Promise<void>((resolve) => { this.drained = resolve; });
+    await this.batcher?.whenIdle();
     await this.model?.close().catch(() => undefined);
     this.model = undefined;
     this.state = 'UNLOADED';

@@ -50,6 +50,13 @@ export class BinaryReader {
 
 /** Builds a binary response: JSON header, then the blobs; returns body and header length. */
 export function joinBinaryBody(header: unknown, blobs: Buffer[]): { body: Buffer; headerLength: number } {
-  const json = Buffer.from(JSON.stringify(header));
-  return { body: Buffer.concat([json, ...blobs]), headerLength: json.length };
+  // One allocation: the JSON is written straight into the body.
+  const json = JSON.stringify(header);
+  const headerLength = Buffer.byteLength(json);
+  let size = headerLength;
+  for (const b of blobs) size += b.length;
+  const body = Buffer.allocUnsafe(size);
+  let offset = body.write(json, 0);
+  for (const b of blobs) offset += b.copy(body, offset);
+  return { body, headerLength };
 }

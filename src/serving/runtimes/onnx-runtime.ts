@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { TensorSpec } from '../../protocol/model-config.js';
-import { dataTypeFromOrt, DATATYPE_INFO } from '../../protocol/datatypes.js';
+import { dataTypeFromOrt, DATATYPE_INFO, type DataType } from '../../protocol/datatypes.js';
 import { TernError } from '../../protocol/errors.js';
 import type { Tensor } from '../core/types.js';
 import type { LoadedModel, LoadOptions, ModelRuntime } from './model-runtime.js';
@@ -65,8 +65,11 @@ interface SessionInstance {
 /** A session on the main thread: no hop, but its runs block the event loop. */
 class InlineSession implements SessionInstance {
   private readonly session: Promise<ort.InferenceSession>;
+  /** The session once created; run() uses it directly rather than awaiting the settled promise each time. */
+  private ready?: ort.InferenceSession;
   constructor(file: string, threads: number) {
     this.session = createSession(file, threads);
+    this.session.then((s) => { this.ready = s; }, () => undefined);
   }
   async metadata() {
     const s = await this.session;
@@ -74,7 +77,7 @@ class InlineSession implements SessionInstance {
   }
   async run(inputs: Tensor[], outputs: string[]): Promise<WireTensor[]> {
     try {
-      return (await runSession(await this.session, inputs.map((t) => toWire(t).wire), outputs)).outputs;
+      return (await runSession(this.ready ?? await this.session, inputs.map((t) => toWire(t).wire), outputs)).outputs;
     } catch (err) {
       throw new TernError('INFERENCE_FAILED', `inference failed: ${(err as Error).message}`);
     }
@@ -148,9 +151,8 @@ class OnnxModel implements LoadedModel {
     this.free = [...workers];
   }
 
-  private acquire(): Promise<SessionInstance> {
-    const w = this.free.pop();
-    return w ? Promise.resolve(w) : new Promise((resolve) => this.waiters.push(resolve));
+  private waitForFree(): Promise<SessionInstance> {
+    return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   private release(w: SessionInstance): void {
@@ -160,7 +162,8 @@ class OnnxModel implements LoadedModel {
   }
 
   async run(inputs: Tensor[], outputNames: string[]): Promise<Tensor[]> {
-    const worker = await this.acquire();
+    // Taken synchronously when one is free: the common case needs no extra turn.
+    const worker = this.free.pop() ?? await this.waitForFree();
     try {
       const wires = await worker.run(inputs, outputNames);
       return wires.map((w) => this.fromWire(w));
@@ -170,7 +173,9 @@ class OnnxModel implements LoadedModel {
   }
 
   private fromWire(w: WireTensor): Tensor {
-    const datatype = this.outputs.find((o) => o.name === w.name)?.datatype ?? dataTypeFromOrt(w.type) ?? 'FP32';
+    let datatype: DataType | undefined;
+    for (const o of this.outputs) if (o.name === w.name) datatype = o.datatype;
+    datatype ??= dataTypeFromOrt(w.type) ?? 'FP32';
     if (datatype === 'BYTES') return { name: w.name, datatype, shape: w.dims, data: (w.data as string[]).map((s) => Buffer.from(s, 'utf8')) };
     return { name: w.name, datatype, shape: w.dims, data: w.data as Float32Array };
   }
