@@ -44,6 +44,16 @@ describe('tensor codec', () => {
     Buffer.from(Float32Array.from([1.5, -3]).buffer).copy(buf, 1);
     const t = tensorFromRaw('x', 'FP32', [2], buf.subarray(1));
     expect(Array.from(t.data as Float32Array)).toEqual([1.5, -3]);
+    expect((t.data as Float32Array).buffer).not.toBe(buf.buffer);
+  });
+
+  it('views aligned raw input without copying it', () => {
+    const buf = Buffer.alloc(12);
+    Buffer.from(Float32Array.from([1.5, -3]).buffer).copy(buf, 4);
+    const t = tensorFromRaw('x', 'FP32', [2], buf.subarray(4));
+    expect(Array.from(t.data as Float32Array)).toEqual([1.5, -3]);
+    expect((t.data as Float32Array).buffer).toBe(buf.buffer);
+    expect(t.disposable).toBeUndefined(); // the request's bytes may not be moved to another thread
   });
 
   it('concatenates and slices along the batch dimension', () => {
@@ -51,6 +61,7 @@ describe('tensor codec', () => {
     const b = tensorFromJson('x', 'FP32', [2, 2], [3, 4, 5, 6]);
     const batch = concatBatch([a, b]);
     expect(batch.shape).toEqual([3, 2]);
+    expect(batch.disposable).toBe(true); // a merged batch is scratch the runtime may move
     expect(tensorToJson(sliceBatch(batch, 1, 2))).toEqual([3, 4, 5, 6]);
   });
 

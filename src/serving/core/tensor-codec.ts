@@ -39,20 +39,22 @@ const INT_RANGES: Partial<Record<DataType, [number, number]>> = {
   INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], UINT64: [0, Number.MAX_SAFE_INTEGER],
 };
 
-function allocate(datatype: DataType, count: number): Exclude<TensorData, Buffer[]> {
-  switch (datatype) {
-    case 'BOOL': case 'UINT8': return new Uint8Array(count);
-    case 'INT8': return new Int8Array(count);
-    case 'UINT16': case 'FP16': return new Uint16Array(count);
-    case 'INT16': return new Int16Array(count);
-    case 'UINT32': return new Uint32Array(count);
-    case 'INT32': return new Int32Array(count);
-    case 'UINT64': return new BigUint64Array(count);
-    case 'INT64': return new BigInt64Array(count);
-    case 'FP32': return new Float32Array(count);
-    case 'FP64': return new Float64Array(count);
-    case 'BYTES': throw new Error('BYTES tensors have no fixed-size storage');
-  }
+type FixedType = Exclude<DataType, 'BYTES'>;
+type FixedStorage = Exclude<TensorData, Buffer[]>;
+interface StorageConstructor {
+  new (count: number): FixedStorage;
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): FixedStorage;
+}
+
+/** The typed array that stores each fixed-size datatype (FP16 as raw uint16 bits). */
+const STORAGE: Record<FixedType, StorageConstructor> = {
+  BOOL: Uint8Array, UINT8: Uint8Array, INT8: Int8Array, UINT16: Uint16Array, FP16: Uint16Array, INT16: Int16Array,
+  UINT32: Uint32Array, INT32: Int32Array, UINT64: BigUint64Array, INT64: BigInt64Array, FP32: Float32Array, FP64: Float64Array,
+};
+
+function allocate(datatype: DataType, count: number): FixedStorage {
+  if (datatype === 'BYTES') throw new Error('BYTES tensors have no fixed-size storage');
+  return new STORAGE[datatype](count);
 }
 
 function jsonToBytesElement(name: string, v: unknown): Buffer {
@@ -140,7 +142,12 @@ export function encodeBytesElements(elements: Buffer[]): Buffer {
   return Buffer.concat(parts);
 }
 
-/** Builds a tensor from raw little-endian bytes; copies so the storage is aligned and owned. */
+/**
+ * Builds a tensor from raw little-endian bytes. The tensor is a view of the
+ * request's bytes when they are aligned for the datatype (no copy: for image
+ * tensors the copies, not the copying, were what kept the garbage collector
+ * busy), and an aligned copy otherwise. Tensors are never written to in place.
+ */
 export function tensorFromRaw(name: string, datatype: DataType, shape: number[], raw: Uint8Array): Tensor {
   const count = elementCount(shape);
   const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -149,6 +156,7 @@ export function tensorFromRaw(name: string, datatype: DataType, shape: number[],
   if (buf.length !== count * size) {
     throw badTensor(`input '${name}': shape [${shape.join(',')}] of ${datatype} needs ${count * size} bytes, got ${buf.length}`);
   }
+  if (buf.byteOffset % size === 0) return { name, datatype, shape, data: new STORAGE[datatype](buf.buffer, buf.byteOffset, count) };
   const data = allocate(datatype, count);
   new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(buf);
   return { name, datatype, shape, data };
@@ -181,7 +189,7 @@ export function concatBatch(parts: Tensor[]): Tensor {
     (out as Float32Array).set(p.data as Float32Array, offset);
     offset += (p.data as Float32Array).length;
   }
-  return { ...first, shape, data: out };
+  return { name: first.name, datatype: first.datatype, shape, data: out, disposable: true };
 }
 
 /** Cuts `rows` rows starting at `start` out of a batched tensor (views, no copy). */

@@ -11,6 +11,12 @@ export interface Tensor {
   /** Full shape, including the batch dimension when the model batches. */
   shape: number[];
   data: TensorData;
+  /**
+   * Set when `data` is a scratch buffer the core made for one run (a merged
+   * batch) that nothing reads afterwards: a runtime may then move it to
+   * another thread instead of copying it.
+   */
+  disposable?: boolean;
 }
 
 export interface InferRequest {

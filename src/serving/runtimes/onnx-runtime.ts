@@ -43,14 +43,17 @@ function specFromMetadata(meta: WireMetadata): TensorSpec {
 
 /**
  * Inputs cross to the worker by structured clone, which copies a view's whole
- * ArrayBuffer. A view into a larger buffer is first cut to a compact copy,
- * which can then be transferred instead of copied again. Buffers the caller
- * owns are never transferred: callers may reuse their tensors.
+ * ArrayBuffer. A merged batch the core marked disposable is moved (transferred)
+ * as it is. A view into a larger buffer is first cut to a compact copy, which
+ * is then moved instead of copied again. Other buffers belong to the caller,
+ * who may reuse them: they are copied.
  */
 function toWire(t: Tensor): { wire: WireTensor; transfer: ArrayBuffer[] } {
   const base = { name: t.name, type: DATATYPE_INFO[t.datatype].ort, dims: t.shape };
   if (Array.isArray(t.data)) return { wire: { ...base, data: t.data.map((b) => b.toString('utf8')) }, transfer: [] };
-  if (t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength) return { wire: { ...base, data: t.data }, transfer: [] };
+  const whole = t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength;
+  if (whole && t.disposable && t.data.buffer instanceof ArrayBuffer) return { wire: { ...base, data: t.data }, transfer: [t.data.buffer] };
+  if (whole) return { wire: { ...base, data: t.data }, transfer: [] };
   const copy = (t.data as Float32Array).slice();
   return { wire: { ...base, data: copy }, transfer: [copy.buffer] };
 }
