@@ -31,6 +31,8 @@ export interface Measurement {
   batchStats?: BatchStats;
   /** What the server answered to the verification request. */
   answer?: string;
+  /** With several rounds: the throughput of every round, lowest first (this measurement is the median one). */
+  rounds?: number[];
 }
 
 export interface ModelRun {
@@ -310,4 +312,18 @@ export async function writeResults(dir: string, content: { json: unknown; markdo
   await writeFile(json, `${JSON.stringify(content.json, null, 2)}\n`);
   await writeFile(markdown, content.markdown);
   return { json, markdown };
+}
+
+const measurementKey = (m: Measurement) => `${m.system} ${m.transport} ${JSON.stringify(m.load)}`;
+
+/** Per measurement, the round with the median throughput (rounds that failed count as 0); keeps the order of the first round. */
+export function medianRounds(rounds: Measurement[][]): Measurement[] {
+  if (rounds.length === 1) return rounds[0];
+  return rounds[0].map((first) => {
+    const key = measurementKey(first);
+    const same = rounds.map((r) => r.find((m) => measurementKey(m) === key)).filter((m): m is Measurement => m !== undefined);
+    same.sort((a, b) => (a.result?.rps ?? 0) - (b.result?.rps ?? 0));
+    const median = same[Math.floor((same.length - 1) / 2)];
+    return { ...median, rounds: same.map((m) => m.result?.rps ?? 0) };
+  });
 }

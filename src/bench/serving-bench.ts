@@ -7,7 +7,12 @@
  *  (c) a naive fastify + onnxruntime-node server (naive-server.ts) with 1 and 32 clients.
  * Writes bench/results/serving.json and serving.md.
  *
- *   npm run bench:serving -- [--models synthetic-small,ocr-rec] [--duration 5] [--warmup 1]
+ * With --rounds N the tern and naive measurements are repeated N times,
+ * alternating the two servers, and each figure is the round with the median
+ * throughput: on a shared or virtual machine single windows drift by tens of
+ * percent, and alternating keeps the drift from favouring whichever ran last.
+ *
+ *   npm run bench:serving -- [--models synthetic-small,ocr-rec] [--duration 5] [--warmup 1] [--rounds 3]
  */
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -23,7 +28,7 @@ import { BenchProgress } from './progress.js';
 import { GrpcChannel, grpcClient, restBinaryClient, restJsonClient, TRANSPORTS, type BenchClient, type Transport } from './protocol-clients.js';
 import { RawSession, readServingConfig, type ServingConfig } from './raw-onnx.js';
 import {
-  CLIENT_COUNTS, evaluateTargets, machineInfo, noisyMeasurements, NOISY_OTHER_CORES, NOTES, RAW_BATCHES, renderModel, renderTargets, summarizeModel, writeResults,
+  CLIENT_COUNTS, evaluateTargets, medianRounds, machineInfo, noisyMeasurements, NOISY_OTHER_CORES, NOTES, RAW_BATCHES, renderModel, renderTargets, summarizeModel, writeResults,
   type Measurement, type ModelRun,
 } from './report.js';
 import { batchStatsBetween, scrapeBatchCounters, startCpuMeter } from './server-stats.js';
@@ -32,12 +37,14 @@ const DEFAULT_MODELS = ['synthetic-small', 'synthetic-medium', 'ocr-rec'];
 const HOST = '127.0.0.1';
 const MAX_CLIENTS = Math.max(...CLIENT_COUNTS);
 /** Measurements per model: raw batches, tern transports x client counts, naive client counts. */
-const STEPS_PER_MODEL = RAW_BATCHES.length + TRANSPORTS.length * CLIENT_COUNTS.length + CLIENT_COUNTS.length;
+const SERVER_STEPS = TRANSPORTS.length * CLIENT_COUNTS.length + CLIENT_COUNTS.length;
+const stepsPerModel = (rounds: number) => RAW_BATCHES.length + rounds * SERVER_STEPS;
 
 interface Options {
   models: string[];
   durationMs: number;
   warmupMs: number;
+  rounds: number;
   repository: string;
   out: string;
 }
@@ -49,6 +56,7 @@ function parseOptions(argv: string[]): Options {
       models: { type: 'string', default: DEFAULT_MODELS.join(',') },
       duration: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '1' },
+      rounds: { type: 'string', default: '1' },
       repository: { type: 'string', default: '.tern/bench-repository' },
       out: { type: 'string', default: 'bench/results' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -60,6 +68,7 @@ function parseOptions(argv: string[]): Options {
       `  --models a,b       models to measure (default ${DEFAULT_MODELS.join(',')})`,
       '  --duration S       seconds per measurement (default 5)',
       '  --warmup S         warm-up seconds before each measurement, not counted (default 1)',
+      '  --rounds N         alternate tern and the naive server N times; report the median round (default 1)',
       '  --repository DIR   where the demo repository is written afresh (default .tern/bench-repository)',
       '  --out DIR          where serving.json and serving.md go (default bench/results)',
       '',
@@ -71,12 +80,15 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number of seconds >= ${min}, got '${v}'`);
     return n * 1000;
   };
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a whole number >= 1, got '${values.rounds}'`);
   const models = values.models.split(',').map((s) => s.trim()).filter(Boolean);
   if (models.length === 0) throw new Error('--models needs at least one model name');
   return {
     models,
     durationMs: seconds('duration', values.duration, 0.1),
     warmupMs: seconds('warmup', values.warmup, 0),
+    rounds,
     repository: path.resolve(values.repository),
     out: path.resolve(values.out),
   };
@@ -217,7 +229,7 @@ async function benchModel(ctx: Context, model: string): Promise<ModelRun> {
     inputs = buildInputs(meta, 1);
   } catch (err) {
     run.error = errorText(err);
-    for (let i = 0; i < STEPS_PER_MODEL; i++) ctx.progress.step(`${model} (not measured)`, plannedMs(ctx.opts)).finish();
+    for (let i = 0; i < stepsPerModel(ctx.opts.rounds); i++) ctx.progress.step(`${model} (not measured)`, plannedMs(ctx.opts)).finish();
     return run;
   }
   run.inputs = inputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape }));
@@ -226,8 +238,20 @@ async function benchModel(ctx: Context, model: string): Promise<ModelRun> {
   const modelFile = path.join(ctx.opts.repository, model, version, 'model.onnx');
   ctx.progress.log(`${model}: input ${run.inputs.map((i) => `${i.name} [${i.shape.join(',')}]`).join(', ')}, intraOpNumThreads ${serving.intraOpThreads}`);
   await measureRaw(ctx, run, meta, serving, modelFile);
-  await measureTern(ctx, run, inputs);
-  await measureNaive(ctx, run, inputs, serving, modelFile);
+  const rounds: Measurement[][] = [];
+  for (let r = 0; r < ctx.opts.rounds; r++) {
+    const round: ModelRun = { model, measurements: [] };
+    // Alternate which server goes first, so a drifting machine favours neither.
+    if (r % 2 === 0) {
+      await measureTern(ctx, round, inputs);
+      await measureNaive(ctx, round, inputs, serving, modelFile);
+    } else {
+      await measureNaive(ctx, round, inputs, serving, modelFile);
+      await measureTern(ctx, round, inputs);
+    }
+    rounds.push(round.measurements);
+  }
+  run.measurements.push(...medianRounds(rounds));
   return run;
 }
 
@@ -257,7 +281,7 @@ async function main(): Promise<void> {
   await rm(opts.repository, { recursive: true, force: true });
   await writeDemoRepository(opts.repository, { models: opts.models });
 
-  const steps = opts.models.length * STEPS_PER_MODEL;
+  const steps = opts.models.length * stepsPerModel(opts.rounds);
   const progress = new BenchProgress(steps * plannedMs(opts), steps);
   const runs: ModelRun[] = [];
   let tern: ChildServer | undefined;
@@ -286,7 +310,7 @@ async function main(): Promise<void> {
     `## tern serving bench, ${date}`,
     '',
     `machine: ${machine.cpu_count} x ${machine.cpu_model}, ${machine.memory_gb} GB, Node ${machine.node}, ${machine.platform}, onnxruntime-node ${machine.onnxruntime_node}`,
-    `each measurement: ${opts.warmupMs / 1000} s warm-up (not counted) + ${opts.durationMs / 1000} s; load average at start ${machine.load_average_at_start.join(' ')}`,
+    `each measurement: ${opts.warmupMs / 1000} s warm-up (not counted) + ${opts.durationMs / 1000} s${opts.rounds > 1 ? `, servers alternated over ${opts.rounds} rounds, median round shown` : ''}; load average at start ${machine.load_average_at_start.join(' ')}`,
     '',
     ...(noisy.length > 0
       ? [`WARNING: other processes used more than ${NOISY_OTHER_CORES} cores during ${noisy.length} measurement(s), whose figures are skewed: ${noisy.join(', ')}`, '']
@@ -302,7 +326,7 @@ async function main(): Promise<void> {
       date,
       machine,
       settings: {
-        models: opts.models, duration_s: opts.durationMs / 1000, warmup_s: opts.warmupMs / 1000,
+        models: opts.models, duration_s: opts.durationMs / 1000, warmup_s: opts.warmupMs / 1000, rounds: opts.rounds,
         raw_batches: RAW_BATCHES, clients: CLIENT_COUNTS,
       },
       notes: NOTES,
