@@ -195,11 +195,7 @@ function specNamed(specs: TensorSpec[], name: string): TensorSpec | undefined {
  */
 export function validateInputs(v: ModelVersion, inputs: Tensor[]): void {
   const modelNames = () => v.inputs.map((i) => i.name).join(', ');
-  for (let i = 0; i < inputs.length; i++) {
-    for (let j = 0; j < i; j++) {
-      if (inputs[j].name === inputs[i].name) throw badTensor(`input '${inputs[i].name}' is given more than once`);
-    }
-  }
+  checkNoDuplicates(inputs, v.inputs.length);
   for (const spec of v.inputs) {
     if (!inputs.some((t) => t.name === spec.name)) throw badTensor(`missing input '${spec.name}' (model '${v.modelName}' takes: ${modelNames()})`);
   }
@@ -209,6 +205,22 @@ export function validateInputs(v: ModelVersion, inputs: Tensor[]): void {
     checkTensorAgainstSpec(t, spec);
   }
   checkBatch(v, inputs);
+}
+
+/** Pairwise while the request has no more inputs than the model takes (a handful); a Set beyond, so a flood of inputs cannot cost quadratic time. */
+function checkNoDuplicates(inputs: Tensor[], modelInputs: number): void {
+  const duplicate = (name: string) => badTensor(`input '${name}' is given more than once`);
+  if (inputs.length > modelInputs) {
+    const seen = new Set<string>();
+    for (const t of inputs) {
+      if (seen.has(t.name)) throw duplicate(t.name);
+      seen.add(t.name);
+    }
+    return;
+  }
+  for (let i = 0; i < inputs.length; i++) {
+    for (let j = 0; j < i; j++) if (inputs[j].name === inputs[i].name) throw duplicate(inputs[i].name);
+  }
 }
 
 const fmtShape = (s: number[]) => `[${s.join(',')}]`;

@@ -144,9 +144,9 @@ export function encodeBytesElements(elements: Buffer[]): Buffer {
 
 /**
  * Builds a tensor from raw little-endian bytes. The tensor is a view of the
- * request's bytes when they are aligned for the datatype (no copy: for image
- * tensors the copies, not the copying, were what kept the garbage collector
- * busy), and an aligned copy otherwise. Tensors are never written to in place.
+ * request's bytes when they are aligned for the datatype (an image is then
+ * not copied once more per request), and an aligned copy otherwise. Nothing
+ * writes to an input tensor in place, so sharing the request's bytes is safe.
  */
 export function tensorFromRaw(name: string, datatype: DataType, shape: number[], raw: Uint8Array): Tensor {
   const count = elementCount(shape);
