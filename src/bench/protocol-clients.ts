@@ -10,7 +10,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import type { ClientHttp2Session } from 'node:http2';
 import type { Dispatcher, Pool } from 'undici';
+import { connectGrpc, unaryCall } from '../gateway/grpc-unary-client.js';
 import { binaryInferBody, elementCount, grpcInferMessage, jsonInferBody, type BenchTensor } from './model-inputs.js';
 
 export const TRANSPORTS = ['rest-json', 'rest-binary', 'grpc'] as const;
@@ -131,15 +133,26 @@ interface ModelInferResponseMsg {
   raw_output_contents?: Buffer[];
 }
 
-/** One HTTP/2 channel to tern's GRPCInferenceService, shared by every gRPC client of a run. */
-export class GrpcChannel {
-  readonly client: grpc.Client;
+/** ModelInfer's definition (path, serializers) from the KServe proto. */
+function modelInferDefinition(): protoLoader.MethodDefinition<object, object> {
+  const definition = protoLoader.loadSync(protoPath(), { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
+  const service = definition['inference.GRPCInferenceService'] as protoLoader.ServiceDefinition;
+  return service.ModelInfer as protoLoader.MethodDefinition<object, object>;
+}
+
+/** What a gRPC bench client needs from its connection: ModelInfer's serializers and a unary call with a serialized request. */
+export interface InferChannel {
   readonly modelInfer: protoLoader.MethodDefinition<object, object>;
+  call<T>(payload: Buffer, deserialize: (b: Buffer) => T): Promise<T>;
+  close(): void;
+}
+
+/** One grpc-js channel to a GRPCInferenceService, shared by every gRPC client of a run. */
+export class GrpcChannel implements InferChannel {
+  readonly client: grpc.Client;
+  readonly modelInfer = modelInferDefinition();
 
   constructor(address: string) {
-    const definition = protoLoader.loadSync(protoPath(), { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true });
-    const service = definition['inference.GRPCInferenceService'] as protoLoader.ServiceDefinition;
-    this.modelInfer = service.ModelInfer as protoLoader.MethodDefinition<object, object>;
     this.client = new grpc.Client(address, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': -1,
@@ -162,8 +175,36 @@ export class GrpcChannel {
   }
 }
 
+/**
+ * The same calls over one node:http2 session with tern's own gRPC client
+ * (the gateway's, grpc-unary-client.ts). grpc-js's client costs about 0.45
+ * ms more per call on a 2-core VM, which would be charged to the server under
+ * test; KServe's and Triton's own load generators use C++ gRPC for the same
+ * reason.
+ */
+export class H2GrpcChannel implements InferChannel {
+  readonly modelInfer = modelInferDefinition();
+  private readonly session: ClientHttp2Session;
+
+  constructor(address: string) {
+    this.session = connectGrpc(address);
+    this.session.on('error', () => { /* each call reports its own failure */ });
+  }
+
+  async call<T>(payload: Buffer, deserialize: (b: Buffer) => T): Promise<T> {
+    const r = await unaryCall(this.session, this.modelInfer.path, payload, { deadline: Date.now() + REQUEST_TIMEOUT_MS });
+    if (r.kind !== 'answer') throw r.error;
+    if (r.code !== grpc.status.OK) throw new Error(`gRPC ${grpc.status[r.code] ?? r.code}: ${r.details}`);
+    return deserialize(r.message!);
+  }
+
+  close(): void {
+    this.session.close();
+  }
+}
+
 /** gRPC ModelInfer with raw_input_contents; the request message is serialized once. */
-export function grpcClient(channel: GrpcChannel, model: string, inputs: BenchTensor[]): BenchClient {
+export function grpcClient(channel: InferChannel, model: string, inputs: BenchTensor[]): BenchClient {
   const payload = channel.modelInfer.requestSerialize(grpcInferMessage(model, inputs));
   const rows = inputs[0].shape[0];
   const keepBytes = (b: Buffer) => b;

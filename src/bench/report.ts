@@ -297,7 +297,7 @@ export const NOTES = [
   'tern and naive: child processes on 127.0.0.1, loaded by closed-loop clients in the bench process (same machine: clients and servers share the CPUs; see bench cpu / srv cpu, in cores).',
   'every server request carries 1 row; rps = requests completed inside the measured window / window length (the window lasts the duration and at least until 2 x clients answers came in, at most 60 s); latencies from HDR histograms.',
   'raw: at least one warm-up run and at least 3 measured runs per batch size, however long a run takes.',
-  'REST: undici Pool, one connection per client; gRPC: one @grpc/grpc-js channel, request serialized once; clients read whole answers but decode them only in a verification request before the load.',
+  'REST: undici Pool, one connection per client; gRPC: one HTTP/2 session with tern\'s own node:http2 gRPC client (the gateway\'s; a @grpc/grpc-js client costs ~0.45 ms more per call here), request serialized once; clients read whole answers but decode them only in a verification request before the load.',
   'batch / queue ms: tern\'s mean rows per executed batch and mean queue wait from its /metrics, over warm-up and window.',
   'srv / bench / other cpu: average cores busy in the server process, in the bench process (clients, or raw ORT), and in every other process of the machine (from /proc), during warm-up and window.',
 ];

@@ -25,7 +25,7 @@ import { ChildServer, freePort, stopAllChildren } from './child-servers.js';
 import { runClosedLoop } from './load-generator.js';
 import { buildInputs, fetchModelMetadata, hasBatchDim, type BenchTensor, type ModelMetadata } from './model-inputs.js';
 import { BenchProgress } from './progress.js';
-import { GrpcChannel, grpcClient, restBinaryClient, restJsonClient, TRANSPORTS, type BenchClient, type Transport } from './protocol-clients.js';
+import { H2GrpcChannel, grpcClient, type InferChannel, restBinaryClient, restJsonClient, TRANSPORTS, type BenchClient, type Transport } from './protocol-clients.js';
 import { RawSession, readServingConfig, type ServingConfig } from './raw-onnx.js';
 import {
   CLIENT_COUNTS, evaluateTargets, medianRounds, machineInfo, noisyMeasurements, NOISY_OTHER_CORES, NOTES, RAW_BATCHES, renderModel, renderTargets, summarizeModel, writeResults,
@@ -103,7 +103,7 @@ interface Context {
   tern: ChildServer;
   ternUrl: string;
   ternPool: Pool;
-  grpc: GrpcChannel;
+  grpc: InferChannel;
 }
 
 function plannedMs(opts: Options): number {
@@ -286,14 +286,14 @@ async function main(): Promise<void> {
   const runs: ModelRun[] = [];
   let tern: ChildServer | undefined;
   let ternPool: Pool | undefined;
-  let grpc: GrpcChannel | undefined;
+  let grpc: InferChannel | undefined;
   try {
     const started = await startTern(opts.repository);
     tern = started.server;
     const ternUrl = `http://${HOST}:${started.httpPort}`;
     progress.log(`tern serve is up (pid ${tern.pid}, HTTP ${started.httpPort}, gRPC ${started.grpcPort})`);
     ternPool = new Pool(ternUrl, { connections: MAX_CLIENTS, pipelining: 1 });
-    grpc = new GrpcChannel(`${HOST}:${started.grpcPort}`);
+    grpc = new H2GrpcChannel(`${HOST}:${started.grpcPort}`);
     const ctx: Context = { opts, progress, tern, ternUrl, ternPool, grpc };
     for (const model of opts.models) runs.push(await benchModel(ctx, model));
   } finally {
