@@ -2,49 +2,29 @@
  * Prometheus metrics of one server. Each server owns its registry (not
  * prom-client's global one) so several servers can live in one process.
  *
- * The per-request path records through label children made once per model
- * (`RequestMetrics`, `BatchMetrics`) rather than label objects built on every
- * request. prom-client 15 still hashes a child's labels inside each
- * observation (~0.5 µs hot); a hand-kept histogram would avoid that too.
+ * What is recorded on every request or batch uses hot-metrics.ts (series
+ * resolved once per model, see there why); the rest is plain prom-client.
  * The queue length is read at scrape time instead of set per request.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram, type CounterSeries, type HistogramSeries } from './hot-metrics.js';
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 export class ServingMetrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({
-    name: 'tern_inference_requests_total', help: 'Inference requests by model, version and protocol',
-    labelNames: ['model', 'version', 'protocol'], registers: [this.registry],
-  });
+  readonly requests = new HotCounter(this.registry, 'tern_inference_requests_total', 'Inference requests by model, version and protocol', ['model', 'version', 'protocol']);
   readonly failures = new Counter({
     name: 'tern_inference_failures_total', help: 'Failed inference requests by error code',
     labelNames: ['model', 'protocol', 'code'], registers: [this.registry],
   });
-  readonly requestSeconds = new Histogram({
-    name: 'tern_request_duration_seconds', help: 'End-to-end latency inside the core',
-    labelNames: ['model', 'protocol'], buckets: LATENCY_BUCKETS, registers: [this.registry],
-  });
-  readonly queueSeconds = new Histogram({
-    name: 'tern_queue_duration_seconds', help: 'Time a request waited for a batch',
-    labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry],
-  });
-  readonly computeSeconds = new Histogram({
-    name: 'tern_compute_duration_seconds', help: 'Time one batch spent in the model runtime',
-    labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry],
-  });
-  readonly batchSize = new Histogram({
-    name: 'tern_batch_size', help: 'Rows per executed batch',
-    labelNames: ['model'], buckets: BATCH_BUCKETS, registers: [this.registry],
-  });
-  readonly cacheHits = new Counter({
-    name: 'tern_cache_hits_total', help: 'Prediction cache hits', labelNames: ['model'], registers: [this.registry],
-  });
-  readonly cacheMisses = new Counter({
-    name: 'tern_cache_misses_total', help: 'Prediction cache misses', labelNames: ['model'], registers: [this.registry],
-  });
+  readonly requestSeconds = new HotHistogram(this.registry, 'tern_request_duration_seconds', 'End-to-end latency inside the core', ['model', 'protocol'], LATENCY_BUCKETS);
+  readonly queueSeconds = new HotHistogram(this.registry, 'tern_queue_duration_seconds', 'Time a request waited for a batch', ['model'], LATENCY_BUCKETS);
+  readonly computeSeconds = new HotHistogram(this.registry, 'tern_compute_duration_seconds', 'Time one batch spent in the model runtime', ['model'], LATENCY_BUCKETS);
+  readonly batchSize = new HotHistogram(this.registry, 'tern_batch_size', 'Rows per executed batch', ['model'], BATCH_BUCKETS);
+  readonly cacheHits = new HotCounter(this.registry, 'tern_cache_hits_total', 'Prediction cache hits', ['model']);
+  readonly cacheMisses = new HotCounter(this.registry, 'tern_cache_misses_total', 'Prediction cache misses', ['model']);
   readonly modelState = new Gauge({
     name: 'tern_model_state', help: '1 for the state each model version is in',
     labelNames: ['model', 'version', 'state'], registers: [this.registry],
@@ -91,14 +71,14 @@ export class ServingMetrics {
 }
 
 /**
- * Label children of one served model over one protocol; the version label is
+ * Series of one served model over one protocol; the version label is
  * cached per version seen. Made only for models that exist, so clients naming
  * random models cannot grow it (failures are counted on the parent).
  */
 export class RequestMetrics {
-  readonly latency: Histogram.Internal<string>;
-  readonly queue: Histogram.Internal<string>;
-  private readonly byVersion = new Map<string, Counter.Internal>();
+  readonly latency: HistogramSeries;
+  readonly queue: HistogramSeries;
+  private readonly byVersion = new Map<string, CounterSeries>();
 
   constructor(private readonly metrics: ServingMetrics, private readonly model: string, private readonly protocol: string) {
     this.latency = metrics.requestSeconds.labels({ model, protocol });
@@ -113,12 +93,12 @@ export class RequestMetrics {
   }
 }
 
-/** Label children of one model's batch and cache metrics. */
+/** Series of one model's batch and cache metrics. */
 export class BatchMetrics {
-  readonly size: Histogram.Internal<string>;
-  readonly compute: Histogram.Internal<string>;
-  readonly cacheHits: Counter.Internal;
-  readonly cacheMisses: Counter.Internal;
+  readonly size: HistogramSeries;
+  readonly compute: HistogramSeries;
+  readonly cacheHits: CounterSeries;
+  readonly cacheMisses: CounterSeries;
 
   constructor(metrics: ServingMetrics, model: string) {
     this.size = metrics.batchSize.labels({ model });
