@@ -30,13 +30,16 @@ describe('hot metrics', () => {
     expect(counter.labels({ model: 'a' }).value).toBe(3);
   });
 
-  it('refuses a label set that lacks a label, and starts empty again after reset', async () => {
+  it('refuses a label set that lacks a label, and zeroes series in place on reset', async () => {
     const registry = new Registry();
     const histogram = new HotHistogram(registry, 'h', 'x', ['model'], BUCKETS);
     expect(() => histogram.labels({})).toThrow(/needs label 'model'/);
-    histogram.labels({ model: 'm' }).observe(1);
+    const series = histogram.labels({ model: 'm' });
+    series.observe(1);
     expect(await registry.metrics()).toContain('h_count{model="m"} 1');
     registry.resetMetrics();
-    expect(await registry.metrics()).not.toContain('model="m"');
+    expect(await registry.metrics()).toContain('h_count{model="m"} 0');
+    series.observe(0.5); // a series kept by its caller still records after the reset
+    expect(await registry.metrics()).toContain('h_bucket{le="1",model="m"} 1');
   });
 });

@@ -17,7 +17,7 @@ interface ExportedValue { value: number; labels: Record<string, string | number>
 /** Series by label values, in label-name order (a label set is looked up once, then kept by the caller). */
 abstract class HotMetric<S> {
   readonly aggregator = 'sum';
-  protected series = new Map<string, { labels: Labels; data: S }>();
+  protected readonly series = new Map<string, { labels: Labels; data: S }>();
 
   constructor(registry: Registry, readonly name: string, readonly help: string, protected readonly labelNames: readonly string[]) {
     // Its registry only reads the members above and get()/reset(); the cast bridges prom-client's class types.
@@ -34,9 +34,12 @@ abstract class HotMetric<S> {
     return entry.data;
   }
 
+  /** Zeroes every series in place: callers keep their series objects, which must go on recording. */
   reset(): void {
-    this.series = new Map();
+    for (const { data } of this.series.values()) this.zero(data);
   }
+
+  protected abstract zero(data: S): void;
 }
 
 export interface CounterSeries { inc(by?: number): void; readonly value: number }
@@ -48,6 +51,10 @@ export class HotCounter extends HotMetric<{ value: number }> {
   labels(labels: Labels): CounterSeries {
     const data = this.seriesFor(labels, () => ({ value: 0 }));
     return { inc: (by = 1) => { data.value += by; }, get value() { return data.value; } };
+  }
+
+  protected zero(data: { value: number }): void {
+    data.value = 0;
   }
 
   async get() {
@@ -64,6 +71,12 @@ export class HistogramSeries {
 
   constructor(private readonly bounds: readonly number[]) {
     this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  zero(): void {
+    this.counts.fill(0);
+    this.sum = 0;
+    this.count = 0;
   }
 
   observe(value: number): void {
@@ -85,6 +98,10 @@ export class HotHistogram extends HotMetric<HistogramSeries> {
   /** The series of one label set; keep it and call `observe()` on it. */
   labels(labels: Labels): HistogramSeries {
     return this.seriesFor(labels, () => new HistogramSeries(this.buckets));
+  }
+
+  protected zero(data: HistogramSeries): void {
+    data.zero();
   }
 
   /** Cumulative buckets with `le`, then `_sum` and `_count`, as Prometheus expects. */
