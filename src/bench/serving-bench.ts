@@ -32,6 +32,7 @@ import {
   type Measurement, type ModelRun,
 } from './report.js';
 import { batchStatsBetween, scrapeBatchCounters, startCpuMeter } from './server-stats.js';
+import { optionsOrExit } from './options.js';
 
 const DEFAULT_MODELS = ['synthetic-small', 'synthetic-medium', 'ocr-rec'];
 const HOST = '127.0.0.1';
@@ -56,7 +57,7 @@ function parseOptions(argv: string[]): Options {
       models: { type: 'string', default: DEFAULT_MODELS.join(',') },
       duration: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '1' },
-      rounds: { type: 'string', default: '1' },
+      rounds: { type: 'string', default: '3' },
       repository: { type: 'string', default: '.tern/bench-repository' },
       out: { type: 'string', default: 'bench/results' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -68,7 +69,7 @@ function parseOptions(argv: string[]): Options {
       `  --models a,b       models to measure (default ${DEFAULT_MODELS.join(',')})`,
       '  --duration S       seconds per measurement (default 5)',
       '  --warmup S         warm-up seconds before each measurement, not counted (default 1)',
-      '  --rounds N         alternate tern and the naive server N times; report the median round (default 1)',
+      '  --rounds N         alternate tern and the naive server N times; report the median round (default 3)',
       '  --repository DIR   where the demo repository is written afresh (default .tern/bench-repository)',
       '  --out DIR          where serving.json and serving.md go (default bench/results)',
       '',
@@ -274,7 +275,7 @@ function configJson(c: ServingConfig | undefined) {
 }
 
 async function main(): Promise<void> {
-  const opts = parseOptions(process.argv.slice(2));
+  const opts = optionsOrExit('bench:serving', () => parseOptions(process.argv.slice(2)));
   const date = new Date().toISOString();
   const machine = machineInfo(ort.env.versions.node ?? 'unknown');
   process.stderr.write(`writing the bench repository (${opts.models.join(', ')}) to ${opts.repository}\n`);

@@ -35,6 +35,7 @@ import { ControlClient, type DeploymentSummary } from './control-client.js';
 import { ControlProcess, killAllControlProcesses } from './control-process.js';
 import { evaluateTargets, loadAverage, machineInfo, percentile, renderTable, round, writeResults, type FleetResults } from './fleet-report.js';
 import { SimulatedFleet, type SimulatedAgent } from './simulated-agents.js';
+import { optionsOrExit } from '../options.js';
 
 interface Options {
   nodes: number;
@@ -482,7 +483,7 @@ async function run(opts: Options, tmp: string, progress: BenchProgress): Promise
 }
 
 async function main(): Promise<void> {
-  const opts = parseOptions(process.argv.slice(2));
+  const opts = optionsOrExit('bench:fleet', () => parseOptions(process.argv.slice(2)));
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'tern-fleet-bench-'));
   if (!opts.keep && !opts.profile) removeWorkDir = () => rmSync(tmp, { recursive: true, force: true });
   const totalMs = 2000 + opts.nodes * 7 + opts.settleMs + opts.steadyMs + 5000 + Math.min(opts.steadyMs, 10_000)
