@@ -29,6 +29,7 @@ import { BenchProgress } from './progress.js';
 import { GrpcChannel, grpcClient, restBinaryClient, type BenchClient } from './protocol-clients.js';
 import { writeResults } from './report.js';
 import { startCpuMeter } from './server-stats.js';
+import { atMedian, median } from './median.js';
 
 const HOST = '127.0.0.1';
 const MODELS = ['synthetic-medium', 'iris-logreg'] as const;
@@ -64,17 +65,6 @@ function options() {
     },
   });
   return { out: values.out, windowMs: Number(values['window-ms']), warmupMs: Number(values['warmup-ms']), rounds: Number(values.rounds) };
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-/** The summary of the round whose p50 is the median (figures of one window stay together). */
-function medianRound(rounds: LatencySummary[], key: 'p50Ms' | 'rps'): LatencySummary {
-  const m = median(rounds.map((r) => r[key]));
-  return rounds.find((r) => r[key] === m)!;
 }
 
 async function startReplica(repository: string): Promise<{ server: ChildServer; endpoints: Endpoints }> {
@@ -190,8 +180,8 @@ async function main(): Promise<void> {
             }
           }
           const key = n === 1 ? 'p50Ms' : 'rps';
-          const direct = medianRound(runs.direct, key);
-          const viaGateway = medianRound(runs.gateway, key);
+          const direct = atMedian(runs.direct, (r) => r[key]);
+          const viaGateway = atMedian(runs.gateway, (r) => r[key]);
           cells.push({
             model, protocol, clients: n, direct, gateway: viaGateway,
             added_p50_ms: median(runs.gateway.map((r) => r.p50Ms)) - median(runs.direct.map((r) => r.p50Ms)),

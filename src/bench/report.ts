@@ -11,6 +11,7 @@ import type { LatencySummary } from './load-generator.js';
 import type { Transport } from './protocol-clients.js';
 import type { ServingConfig } from './raw-onnx.js';
 import type { BatchStats, CpuUse } from './server-stats.js';
+import { atMedian } from './median.js';
 
 export const RAW_BATCHES = [1, 2, 4, 8, 16, 32] as const;
 export const CLIENT_COUNTS = [1, 32] as const;
@@ -322,8 +323,7 @@ export function medianRounds(rounds: Measurement[][]): Measurement[] {
   return rounds[0].map((first) => {
     const key = measurementKey(first);
     const same = rounds.map((r) => r.find((m) => measurementKey(m) === key)).filter((m): m is Measurement => m !== undefined);
-    same.sort((a, b) => (a.result?.rps ?? 0) - (b.result?.rps ?? 0));
-    const median = same[Math.floor((same.length - 1) / 2)];
-    return { ...median, rounds: same.map((m) => m.result?.rps ?? 0) };
+    const rps = (m: Measurement) => m.result?.rps ?? 0;
+    return { ...atMedian(same, rps), rounds: same.map(rps).sort((a, b) => a - b) };
   });
 }

@@ -39,6 +39,7 @@ import { loadAverage, machineInfo } from './machine-info.js';
 import { buildInputs, fetchModelMetadata } from './model-inputs.js';
 import { restBinaryClient, type BenchClient } from './protocol-clients.js';
 import { startCpuMeter } from './server-stats.js';
+import { median } from './median.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RUNTIMES = ['process', 'container'] as const;
@@ -56,7 +57,6 @@ interface RoundFigures {
   replica_cpu_cores?: number;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
 function stats(latencies: number[]): Pick<RoundFigures, 'requests' | 'mean_ms' | 'stdev_ms' | 'p50_ms' | 'p99_ms'> {

@@ -6,12 +6,11 @@
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { ChunkSink, Lifecycle, LogOptions } from '../containers/container-ops.js';
-import type { ContainerSummary } from '../protocol/rpc.js';
+import type { ContainerOutputLine, ContainerSummary } from '../protocol/rpc.js';
 import type { ApiClient } from './api-client.js';
 
 export type Progress = (sent: number, total: number) => void;
@@ -43,15 +42,13 @@ export async function localTarget(engineUrl: string | undefined): Promise<Contai
   };
 }
 
-interface OutputLine { stream?: 'stdout' | 'stderr'; text?: string; error?: string; exit_code?: number }
-
 /** Reads an NDJSON body line by line, passing output on and returning the last non-output line. */
-async function readOutput(res: Response, onChunk: ChunkSink): Promise<OutputLine | undefined> {
+async function readOutput(res: Response, onChunk: ChunkSink): Promise<ContainerOutputLine | undefined> {
   let pending = '';
-  let last: OutputLine | undefined;
+  let last: ContainerOutputLine | undefined;
   const take = async (line: string) => {
     if (!line) return;
-    const o = JSON.parse(line) as OutputLine;
+    const o = JSON.parse(line) as ContainerOutputLine;
     if (o.error) throw new Error(o.error);
     if (o.text !== undefined) await onChunk({ stream: o.stream ?? 'stdout', data: Buffer.from(o.text, 'utf8') });
     else last = o;
@@ -93,14 +90,12 @@ export function remoteTarget(api: ApiClient, node: string): ContainerTarget {
       return end.exit_code;
     },
     copyIn: async (name, local, dest, onProgress) => {
-      const st = await stat(local).catch(() => undefined);
-      if (!st?.isFile()) throw new Error(`'${local}' is not a file`);
-      const target = dest.endsWith('/') ? `${dest}${path.basename(local)}` : dest;
+      const target = await (await import('../containers/container-ops.js')).uploadTarget(local, dest);
       let sent = 0;
-      const counted = createReadStream(local).pipe(new Transform({ transform(c: Buffer, _e, cb) { sent += c.length; onProgress?.(sent, st.size); cb(null, c); } }));
-      const q = new URLSearchParams({ path: target, mode: (st.mode & 0o777).toString(8) });
+      const counted = createReadStream(local).pipe(new Transform({ transform(c: Buffer, _e, cb) { sent += c.length; onProgress?.(sent, target.size); cb(null, c); } }));
+      const q = new URLSearchParams({ path: target.dest, mode: target.mode.toString(8) });
       await api.send('PUT', `${one(name)}/files?${q}`, Readable.toWeb(counted) as unknown as BodyInit, {
-        'content-type': 'application/octet-stream', 'content-length': String(st.size),
+        'content-type': 'application/octet-stream', 'content-length': String(target.size),
       });
     },
     copyOut: async (name, src, local) => {

@@ -104,12 +104,16 @@ export async function exec(engine: Engine, name: string, cmd: string[], onChunk:
 /** Where a copied-in file goes and what it looks like there. */
 export interface CopyTarget { dest: string; size: number; mode?: number; mtime?: Date }
 
-/** Copies a local file into the container at `dest` (a folder ending in /, or a path whose folder exists); `onProgress` gets bytes sent. */
-export async function copyIn(engine: Engine, name: string, local: string, dest: string, onProgress?: (sent: number, total: number) => void): Promise<void> {
+/** A local file to copy in, checked, and where it lands: `dest` ending in / is a folder, and the file keeps its name. */
+export async function uploadTarget(local: string, dest: string): Promise<Required<CopyTarget>> {
   const st = await stat(local).catch(() => undefined);
   if (!st?.isFile()) throw new Error(`'${local}' is not a file`);
-  const target = dest.endsWith('/') ? `${dest}${path.basename(local)}` : dest;
-  await copyInStream(engine, name, createReadStream(local), { dest: target, size: st.size, mode: st.mode & 0o777, mtime: st.mtime }, onProgress, local);
+  return { dest: dest.endsWith('/') ? `${dest}${path.basename(local)}` : dest, size: st.size, mode: st.mode & 0o777, mtime: st.mtime };
+}
+
+/** Copies a local file into the container at `dest` (a folder ending in /, or a path whose folder exists); `onProgress` gets bytes sent. */
+export async function copyIn(engine: Engine, name: string, local: string, dest: string, onProgress?: (sent: number, total: number) => void): Promise<void> {
+  await copyInStream(engine, name, createReadStream(local), await uploadTarget(local, dest), onProgress, local);
 }
 
 /**

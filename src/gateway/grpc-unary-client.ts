@@ -36,7 +36,7 @@ export function connectGrpc(target: string): ClientHttp2Session {
 }
 
 /** A deadline as gRPC's `grpc-timeout` header (at least 1 ms: 0 would mean "already expired" to some servers). */
-export function grpcTimeout(deadline: number, now = Date.now()): string {
+function grpcTimeout(deadline: number, now = Date.now()): string {
   return `${Math.max(1, Math.ceil(deadline - now))}m`;
 }
 

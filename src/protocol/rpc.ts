@@ -106,6 +106,13 @@ export const ContainerMethods = {
 export type ContainerMethod = keyof typeof ContainerMethods;
 export type ContainerParams<M extends ContainerMethod> = z.input<(typeof ContainerMethods)[M]['params']>;
 
+/**
+ * One line of the NDJSON the control plane's API streams for container logs
+ * and exec: output (`stream`, `text`), a failure after output began
+ * (`error`, `code`), or exec's last line (`exit_code`).
+ */
+export interface ContainerOutputLine { stream?: RpcStream; text?: string; error?: string; code?: string; exit_code?: number }
+
 /** A tern container on a node's engine, as `containers.list` reports it. */
 export interface ContainerSummary { name: string; id: string; image: string; state: string; kind: string; labels: Record<string, string> }
 

@@ -160,7 +160,7 @@ export class ModelManager {
       mv.state = 'UNAVAILABLE';
       mv.reason = runtime;
     } else {
-      await mv.load(runtime, this.host, (b) => this.observeBatch(entry.name, b));
+      await mv.load(runtime, this.host, this.batchObserver(entry.name));
       if (mv.state === 'LOADING') await this.warmUp(mv);
       mv.markReady();
     }
@@ -195,10 +195,13 @@ export class ModelManager {
     }
   }
 
-  private observeBatch(model: string, b: { size: number; computeMs: number }): void {
+  /** Records each batch of `model` into its series, looked up once here rather than per batch. */
+  private batchObserver(model: string): (b: { size: number; computeMs: number }) => void {
     const m = this.metrics.forBatches(model);
-    m.size.observe(b.size);
-    m.compute.observe(b.computeMs / 1000);
+    return (b) => {
+      m.size.observe(b.size);
+      m.compute.observe(b.computeMs / 1000);
+    };
   }
 
   /** Requests waiting in each model's queues (all versions), read when metrics are scraped. */

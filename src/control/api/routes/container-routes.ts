@@ -12,7 +12,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { TernError } from '../../../protocol/errors.js';
-import { ContainerMethods, parseContainerParams, type ContainerMethod, type ContainerParams, type RpcStream } from '../../../protocol/rpc.js';
+import { ContainerMethods, parseContainerParams, type ContainerMethod, type ContainerOutputLine, type ContainerParams, type RpcStream } from '../../../protocol/rpc.js';
 import type { NodeRpc, CallOptions } from '../../mqtt/node-rpc.js';
 import { writeThenCredit } from '../../mqtt/rpc-stream.js';
 import { audit } from '../audit.js';
@@ -32,6 +32,10 @@ const UploadQuery = FileQuery.extend({ mode: z.string().regex(/^[0-7]{3,4}$/, 'm
 const ExecBody = ContainerMethods.exec.params.pick({ cmd: true }).strict();
 
 type Params = z.infer<typeof ContainerParamsSchema>;
+
+const ndjson = (line: ContainerOutputLine) => `${JSON.stringify(line)}\n`;
+const outputLine = (data: Buffer, stream: RpcStream | undefined) => ndjson({ stream, text: data.toString('utf8') });
+const errorLine = (err: TernError) => ndjson({ error: err.message, code: err.code });
 
 /** A call's output as an HTTP body: the status is decided by what comes first (data: 200; an error: its own status). */
 async function streamCall(reply: FastifyReply, contentType: string, run: (o: CallOptions) => Promise<unknown>,
@@ -111,11 +115,11 @@ export function registerContainerRoutes(app: ApiApp, deps: ControlApiDeps): void
     schema: { summary: 'A container\'s output (?follow, ?tail, ?since unix seconds, ?timestamps, ?format=ndjson|text), streamed', tags, params: ContainerParamsSchema, querystring: LogsQuery },
   }, async (req, reply) => {
     const { format, ...q } = req.query;
-    const ndjson = format === 'ndjson';
-    return streamCall(reply, ndjson ? 'application/x-ndjson' : 'text/plain; charset=utf-8',
+    const lines = format === 'ndjson';
+    return streamCall(reply, lines ? 'application/x-ndjson' : 'text/plain; charset=utf-8',
       (o) => call(req.params, 'logs', { name: req.params.name, ...q }, { ...o, timeoutMs: q.follow ? 0 : undefined }),
-      (data, stream) => (ndjson ? `${JSON.stringify({ stream, text: data.toString('utf8') })}\n` : data),
-      (_r, err) => (err ? (ndjson ? `${JSON.stringify({ error: err.message, code: err.code })}\n` : undefined) : ''));
+      (data, stream) => (lines ? outputLine(data, stream) : data),
+      (_r, err) => (err ? (lines ? errorLine(err) : undefined) : ''));
   });
 
   app.post('/nodes/:id/containers/:name/exec', {
@@ -125,8 +129,8 @@ export function registerContainerRoutes(app: ApiApp, deps: ControlApiDeps): void
     audit(deps, req, 'container.exec', `node/${req.params.id}`, `exec in ${req.params.name} on node ${req.params.id}: ${req.body.cmd.join(' ').slice(0, 200)}`, { container: req.params.name });
     return streamCall(reply, 'application/x-ndjson',
       (o) => call(req.params, 'exec', { name: req.params.name, cmd: req.body.cmd }, { ...o, timeoutMs: 0 }),
-      (data, stream) => `${JSON.stringify({ stream, text: data.toString('utf8') })}\n`,
-      (result, err) => `${JSON.stringify(err ? { error: err.message, code: err.code } : result)}\n`);
+      outputLine,
+      (result, err) => (err ? errorLine(err) : ndjson(result as ContainerOutputLine)));
   });
 
   app.get('/nodes/:id/containers/:name/files', {
