@@ -3,9 +3,11 @@
  * and one gateway process (the one every agent runs) on this machine; the
  * same requests go straight to the replica and through the gateway, 1 and 32
  * closed-loop clients, for a CNN and for a microsecond model, over REST with
- * the binary extension and over gRPC. Direct and gateway windows alternate
- * (rounds), and each figure is the median of its rounds, so drift on a
- * shared machine hits both sides alike.
+ * the binary extension and over gRPC. Over REST the same requests also go
+ * through a bare buffering proxy (bare-proxy.ts): the price of any hop on this
+ * machine, which tells the gateway's own cost apart from the hop's. Direct,
+ * gateway and proxy windows alternate (rounds), and each figure is the median
+ * of its rounds, so drift on a shared machine hits every side alike.
  *
  * Writes bench/results/gateway.json (headline fields direct_p50_ms,
  * gateway_p50_ms, direct_rps_c32, gateway_rps_c32 for the CNN over REST
@@ -36,7 +38,9 @@ const MODELS = ['synthetic-medium', 'iris-logreg'] as const;
 const PROTOCOLS = ['rest-binary', 'grpc'] as const;
 const CLIENTS = [1, 32] as const;
 type Protocol = (typeof PROTOCOLS)[number];
-type Path = 'direct' | 'gateway';
+type Path = 'direct' | 'gateway' | 'proxy';
+/** The bare proxy speaks HTTP only. */
+const pathsFor = (protocol: Protocol): Path[] => (protocol === 'rest-binary' ? ['direct', 'gateway', 'proxy'] : ['direct', 'gateway']);
 
 interface Cell {
   model: string;
@@ -48,6 +52,10 @@ interface Cell {
   added_p50_ms: number;
   /** gateway rps / direct rps. */
   throughput_ratio: number;
+  /** The bare proxy's figures (REST only): what the hop alone costs here. */
+  proxy?: LatencySummary;
+  proxy_added_p50_ms?: number;
+  proxy_throughput_ratio?: number;
 }
 
 interface Endpoints {
@@ -103,6 +111,18 @@ async function startGateway(dir: string, replica: Endpoints): Promise<{ server: 
   return { server, endpoints: { http: `http://${HOST}:${httpPort}`, grpc: `${HOST}:${grpcPort}` } };
 }
 
+/** The bare proxy in front of the replica's HTTP port. */
+async function startProxy(replica: Endpoints): Promise<{ server: ChildServer; endpoints: Endpoints }> {
+  const port = await freePort();
+  const server = await ChildServer.start({
+    name: 'bare proxy',
+    script: fileURLToPath(new URL('./bare-proxy.js', import.meta.url)),
+    args: ['--upstream', replica.http, '--host', HOST, '--port', String(port)],
+    readyUrl: `http://${HOST}:${port}/v2/health/ready`,
+  });
+  return { server, endpoints: { http: `http://${HOST}:${port}`, grpc: '' } };
+}
+
 class Clients {
   private readonly pools = new Map<string, Pool>();
   private readonly channels = new Map<string, GrpcChannel>();
@@ -127,7 +147,8 @@ class Clients {
 }
 
 function renderMarkdown(cells: Cell[], headline: Cell, rounds: number, windowMs: number): string {
-  const row = (c: Cell) => `| ${c.model} | ${c.protocol} | ${c.clients} | ${c.direct.p50Ms.toFixed(3)} | ${c.gateway.p50Ms.toFixed(3)} | ${c.added_p50_ms.toFixed(3)} | ${c.direct.p99Ms.toFixed(2)} | ${c.gateway.p99Ms.toFixed(2)} | ${c.direct.rps.toFixed(0)} | ${c.gateway.rps.toFixed(0)} | ${(c.throughput_ratio * 100).toFixed(1)}% |`;
+  const proxyCells = (c: Cell) => (c.proxy ? `${c.proxy_added_p50_ms!.toFixed(3)} | ${(c.proxy_throughput_ratio! * 100).toFixed(1)}%` : '- | -');
+  const row = (c: Cell) => `| ${c.model} | ${c.protocol} | ${c.clients} | ${c.direct.p50Ms.toFixed(3)} | ${c.gateway.p50Ms.toFixed(3)} | ${c.added_p50_ms.toFixed(3)} | ${c.direct.p99Ms.toFixed(2)} | ${c.gateway.p99Ms.toFixed(2)} | ${c.direct.rps.toFixed(0)} | ${c.gateway.rps.toFixed(0)} | ${(c.throughput_ratio * 100).toFixed(1)}% | ${proxyCells(c)} |`;
   const p50Ok = headline.added_p50_ms < 0.3;
   const rpsOk = headline.throughput_ratio >= 0.9;
   return [
@@ -135,13 +156,19 @@ function renderMarkdown(cells: Cell[], headline: Cell, rounds: number, windowMs:
     '',
     `Direct to a replica vs through the gateway on the same machine; median of ${rounds} alternating rounds of ${windowMs / 1000} s each.`,
     '',
-    '| model | protocol | clients | direct p50 ms | gateway p50 ms | added p50 ms | direct p99 ms | gateway p99 ms | direct rps | gateway rps | gateway / direct |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| model | protocol | clients | direct p50 ms | gateway p50 ms | added p50 ms | direct p99 ms | gateway p99 ms | direct rps | gateway rps | gateway / direct | bare proxy added p50 ms | bare proxy / direct |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...cells.map(row),
+    '',
+    'bare proxy: a node:http server that buffers each request, forwards it to the replica over a keep-alive undici Pool and buffers the answer back (bare-proxy.ts): no routing, retries, deadlines, metrics or logs. What it adds is the price of one hop on this machine; the gateway adds that and its own work.',
     '',
     `Targets (${headline.model}, ${headline.protocol}): added p50 < 0.3 ms: ${headline.added_p50_ms.toFixed(3)} ms at 1 client — ${p50Ok ? 'met' : 'NOT met'}; `
       + `throughput >= 90% of direct at 32 clients: ${(headline.throughput_ratio * 100).toFixed(1)}% — ${rpsOk ? 'met' : 'NOT met'}.`,
     '',
+    ...(headline.proxy
+      ? [`On this machine the bare proxy alone adds ${headline.proxy_added_p50_ms!.toFixed(3)} ms at 1 client and keeps ${(headline.proxy_throughput_ratio! * 100).toFixed(1)}% at 32 clients; `
+        + `the gateway's own share of the added p50 is ${(headline.added_p50_ms - headline.proxy_added_p50_ms!).toFixed(3)} ms.`, '']
+      : []),
   ].join('\n');
 }
 
@@ -154,23 +181,25 @@ async function main(): Promise<void> {
     await writeDemoRepository(path.join(dir, 'repo'), { models: [...MODELS] });
     const replica = await startReplica(path.join(dir, 'repo'));
     const gateway = await startGateway(dir, replica.endpoints);
+    const proxy = await startProxy(replica.endpoints);
+    const endpoints: Record<Path, Endpoints> = { direct: replica.endpoints, gateway: gateway.endpoints, proxy: proxy.endpoints };
+    // The replica's, the gateway's and the proxy's own CPU is the work being measured, not noise.
+    const measuredPids = [replica, gateway, proxy].map((c) => c.server.pid).filter((pid): pid is number => pid !== undefined);
     const cells: Cell[] = [];
-    const steps = MODELS.length * PROTOCOLS.length * CLIENTS.length * opts.rounds * 2;
+    const steps = MODELS.length * CLIENTS.length * opts.rounds * PROTOCOLS.reduce((n, p) => n + pathsFor(p).length, 0);
     const progress = new BenchProgress(steps * (opts.windowMs + opts.warmupMs), steps);
     for (const model of MODELS) {
       for (const protocol of PROTOCOLS) {
-        const send: Record<Path, BenchClient> = {
-          direct: await clients.client(replica.endpoints, protocol, model, replica.endpoints.http),
-          gateway: await clients.client(gateway.endpoints, protocol, model, replica.endpoints.http),
-        };
-        for (const path of ['direct', 'gateway'] as const) await send[path].verify(); // both answer correctly before anything is timed
+        const paths = pathsFor(protocol);
+        const send = {} as Record<Path, BenchClient>;
+        for (const p of paths) send[p] = await clients.client(endpoints[p], protocol, model, replica.endpoints.http);
+        for (const p of paths) await send[p].verify(); // every path answers correctly before anything is timed
         for (const n of CLIENTS) {
-          const runs: Record<Path, LatencySummary[]> = { direct: [], gateway: [] };
+          const runs: Record<Path, LatencySummary[]> = { direct: [], gateway: [], proxy: [] };
           for (let round = 0; round < opts.rounds; round++) {
-            for (const p of ['direct', 'gateway'] as const) {
+            for (const p of paths) {
               const step = progress.step(`${model} ${protocol} c${n} ${p} (round ${round + 1})`, opts.windowMs + opts.warmupMs);
-              // The replica's and the gateway's own CPU is the work being measured, not noise.
-              const cpu = startCpuMeter([replica.server.pid, gateway.server.pid].filter((pid): pid is number => pid !== undefined));
+              const cpu = startCpuMeter(measuredPids);
               const summary = await runClosedLoop({ concurrency: n, warmupMs: opts.warmupMs, durationMs: opts.windowMs, send: () => send[p].send(), onProgress: step.tick });
               if (summary.errors > 0) throw new Error(`${p} ${model} ${protocol}: ${summary.errors} errors, first: ${summary.firstError}`);
               const other = cpu().otherCores ?? 0;
@@ -180,12 +209,17 @@ async function main(): Promise<void> {
             }
           }
           const key = n === 1 ? 'p50Ms' : 'rps';
-          const direct = atMedian(runs.direct, (r) => r[key]);
-          const viaGateway = atMedian(runs.gateway, (r) => r[key]);
+          const medianP50 = (p: Path) => median(runs[p].map((r) => r.p50Ms));
+          const medianRps = (p: Path) => median(runs[p].map((r) => r.rps));
           cells.push({
-            model, protocol, clients: n, direct, gateway: viaGateway,
-            added_p50_ms: median(runs.gateway.map((r) => r.p50Ms)) - median(runs.direct.map((r) => r.p50Ms)),
-            throughput_ratio: median(runs.gateway.map((r) => r.rps)) / median(runs.direct.map((r) => r.rps)),
+            model, protocol, clients: n,
+            direct: atMedian(runs.direct, (r) => r[key]),
+            gateway: atMedian(runs.gateway, (r) => r[key]),
+            added_p50_ms: medianP50('gateway') - medianP50('direct'),
+            throughput_ratio: medianRps('gateway') / medianRps('direct'),
+            ...(runs.proxy.length > 0
+              ? { proxy: atMedian(runs.proxy, (r) => r[key]), proxy_added_p50_ms: medianP50('proxy') - medianP50('direct'), proxy_throughput_ratio: medianRps('proxy') / medianRps('direct') }
+              : {}),
           });
         }
       }
@@ -194,17 +228,21 @@ async function main(): Promise<void> {
     const at = (clientsN: number) => cells.find((c) => c.model === MODELS[0] && c.protocol === 'rest-binary' && c.clients === clientsN)!;
     const c1 = at(1);
     const c32 = at(32);
-    const headline = { ...c1, throughput_ratio: c32.throughput_ratio };
+    const headline = { ...c1, throughput_ratio: c32.throughput_ratio, proxy_throughput_ratio: c32.proxy_throughput_ratio };
     const json = {
       direct_p50_ms: c1.direct.p50Ms, gateway_p50_ms: c1.gateway.p50Ms,
       direct_rps_c32: c32.direct.rps, gateway_rps_c32: c32.gateway.rps,
-      headline: { model: MODELS[0], protocol: 'rest-binary', added_p50_ms: c1.added_p50_ms, throughput_ratio_c32: c32.throughput_ratio },
+      headline: {
+        model: MODELS[0], protocol: 'rest-binary', added_p50_ms: c1.added_p50_ms, throughput_ratio_c32: c32.throughput_ratio,
+        bare_proxy_added_p50_ms: c1.proxy_added_p50_ms ?? null, bare_proxy_throughput_ratio_c32: c32.proxy_throughput_ratio ?? null,
+      },
       targets: { added_p50_ms_below: 0.3, throughput_ratio_at_least: 0.9, p50_met: c1.added_p50_ms < 0.3, throughput_met: c32.throughput_ratio >= 0.9 },
       settings: { window_ms: opts.windowMs, warmup_ms: opts.warmupMs, rounds: opts.rounds },
       machine: machineInfo(), cells,
     };
     const files = await writeResults(opts.out, { json, markdown: renderMarkdown(cells, headline, opts.rounds, opts.windowMs) }, 'gateway');
     process.stdout.write(`${renderMarkdown(cells, headline, opts.rounds, opts.windowMs)}\nwrote ${files.json} and ${files.markdown}\n`);
+    await proxy.server.stop();
     await replica.server.stop();
     await gateway.server.stop();
   } finally {

@@ -91,14 +91,19 @@ export function restJsonClient(pool: Pool, model: string, inputs: BenchTensor[])
   });
 }
 
-/** OIP v2 REST with the binary tensor data extension, both ways. */
-export function restBinaryClient(pool: Pool, model: string, inputs: BenchTensor[]): BenchClient {
+/** The request a binary REST client sends: OIP v2 infer with the binary tensor data extension. */
+export function restBinaryRequest(model: string, inputs: BenchTensor[]): Dispatcher.RequestOptions {
   const { body, headerLength } = binaryInferBody(inputs);
-  const options: Dispatcher.RequestOptions = {
+  return {
     path: inferPath(model), method: 'POST',
     headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(headerLength) },
     body, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS,
   };
+}
+
+/** OIP v2 REST with the binary tensor data extension, both ways. */
+export function restBinaryClient(pool: Pool, model: string, inputs: BenchTensor[]): BenchClient {
+  const options = restBinaryRequest(model, inputs);
   const rows = inputs[0].shape[0];
   return restClient(pool, options, async (res) => {
     const raw = Buffer.from(await res.body.arrayBuffer());

@@ -16,7 +16,8 @@ import { atMedian } from './median.js';
 export const RAW_BATCHES = [1, 2, 4, 8, 16, 32] as const;
 export const CLIENT_COUNTS = [1, 32] as const;
 
-export type System = 'raw' | 'tern' | 'naive';
+export const SYSTEM_ORDER = ['raw', 'tern', 'naive', 'floor'] as const;
+export type System = (typeof SYSTEM_ORDER)[number];
 
 export interface Measurement {
   system: System;
@@ -70,6 +71,10 @@ export interface ModelSummary {
     tern_c32_best_over_naive_c32: Num;
     tern_p50_c1_grpc_minus_raw_p50_b1_ms: Num;
     tern_p50_c1_rest_binary_minus_raw_p50_b1_ms: Num;
+    /** The most any server can reach over the naive one here: a server doing no work. */
+    floor_c32_over_naive_c32: Num;
+    /** tern's own share of a 1-client request: what it adds to an exchange of the same bytes with a server doing no work. */
+    tern_p50_c1_rest_binary_minus_floor_p50_c1_ms: Num;
   };
   [field: string]: unknown;
 }
@@ -110,11 +115,13 @@ export function summarizeModel(run: ModelRun): ModelSummary {
       if (c === 32 && r && (!ternBest || r.rps > ternBest.rps)) ternBest = { rps: r.rps, transport };
     }
   }
-  for (const c of CLIENT_COUNTS) {
-    const r = find(run, 'naive', 'rest-json', 'clients', c);
-    flat[`naive_rps_c${c}`] = orNull(r?.rps);
-    flat[`naive_p50_ms_c${c}`] = orNull(r?.p50Ms);
-    flat[`naive_p99_ms_c${c}`] = orNull(r?.p99Ms);
+  for (const [system, transport] of [['naive', 'rest-json'], ['floor', 'rest-binary']] as const) {
+    for (const c of CLIENT_COUNTS) {
+      const r = find(run, system, transport, 'clients', c);
+      flat[`${system}_rps_c${c}`] = orNull(r?.rps);
+      flat[`${system}_p50_ms_c${c}`] = orNull(r?.p50Ms);
+      flat[`${system}_p99_ms_c${c}`] = orNull(r?.p99Ms);
+    }
   }
   const rawP50 = orNull(rawB1?.p50Ms);
   const ternC32Best = orNull(ternBest?.rps);
@@ -136,6 +143,8 @@ export function summarizeModel(run: ModelRun): ModelSummary {
       tern_c32_best_over_naive_c32: ratio(ternC32Best, flat.naive_rps_c32),
       tern_p50_c1_grpc_minus_raw_p50_b1_ms: diff(flat.tern_p50_ms_c1_grpc, rawP50),
       tern_p50_c1_rest_binary_minus_raw_p50_b1_ms: diff(flat.tern_p50_ms_c1_rest_binary, rawP50),
+      floor_c32_over_naive_c32: ratio(flat.floor_rps_c32, flat.naive_rps_c32),
+      tern_p50_c1_rest_binary_minus_floor_p50_c1_ms: diff(flat.tern_p50_ms_c1_rest_binary, flat.floor_p50_ms_c1),
     },
   };
 }
@@ -145,6 +154,8 @@ export interface TargetResult {
   /** null: not evaluated (the model was not part of this run). */
   pass: boolean | null;
   detail: string;
+  /** What this machine allows: the floor's figure the target is bounded by. */
+  bound?: string;
 }
 
 const f1 = (v: Num) => (v === null ? 'n/a' : v.toFixed(1));
@@ -175,6 +186,7 @@ export function evaluateTargets(summaries: ModelSummary[]): TargetResult[] {
     target: 'synthetic-small: tern 32 clients (best transport) >= 2 x naive server 32 clients',
     pass: verdict(sr === null ? null : sr >= 2, small !== undefined),
     detail: small ? `ratio ${fRatio(sr)} (tern ${f1(small.tern_rps_c32_best)} rps, naive ${f1(small.naive_rps_c32 as Num)} rps)` : 'synthetic-small not measured',
+    ...(small ? { bound: `the floor (no work) reaches ${fRatio(small.ratios.floor_c32_over_naive_c32)} x naive here` } : {}),
   });
 
   const below: string[] = [];
@@ -201,10 +213,13 @@ export function evaluateTargets(summaries: ModelSummary[]): TargetResult[] {
       if (d > 0.5) slow.push(`${s.model} ${name} +${d.toFixed(3)} ms`);
     }
   }
+  // The floor's own 1-client p50 is the least any server adds to raw inference over REST here.
+  const floors = summaries.map((s) => `${s.model} ${fmtNumMs(s.floor_p50_ms_c1 as Num)}`);
   out.push({
     target: 'tern 1-client p50 within 0.5 ms of raw batch-1 p50 (gRPC and REST binary), every model',
     pass: summaries.length === 0 ? null : slow.length === 0 && latencyComplete,
     detail: slow.length > 0 ? `over by: ${slow.join('; ')}` : latencyComplete ? 'all within 0.5 ms' : 'some figures are missing',
+    ...(summaries.length > 0 ? { bound: `the floor's own 1-client REST binary p50 (an exchange of the same bytes, no work): ${floors.join('; ')}` } : {}),
   });
   return out;
 }
@@ -228,7 +243,7 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), rule, ...rows.map(line)].join('\n');
 }
 
-const LABEL: Record<System, string> = { raw: 'raw ORT', tern: 'tern', naive: 'naive' };
+const LABEL: Record<System, string> = { raw: 'raw ORT', tern: 'tern', naive: 'naive', floor: 'floor' };
 
 function measurementRow(m: Measurement): string[] {
   const load = 'batch' in m.load ? `batch ${m.load.batch}` : `${m.load.clients} client${m.load.clients === 1 ? '' : 's'}`;
@@ -273,9 +288,14 @@ export function renderModel(run: ModelRun, s: ModelSummary): string {
     `- tern c32 best (${s.tern_best_transport_c32 ?? 'n/a'}) / raw best (batch ${s.raw_best_batch ?? 'n/a'}): **${fRatio(r.tern_c32_best_over_raw_best)}**`,
     `- tern c32 best / naive c32: **${fRatio(r.tern_c32_best_over_naive_c32)}**`,
     `- tern p50 1 client - raw p50 batch 1: gRPC **${signedMs(r.tern_p50_c1_grpc_minus_raw_p50_b1_ms)}**, REST binary **${signedMs(r.tern_p50_c1_rest_binary_minus_raw_p50_b1_ms)}**`,
+    `- floor (no work, same bytes): 1-client p50 **${fmtNumMs(s.floor_p50_ms_c1 as Num)}**; c32 / naive c32 **${fRatio(r.floor_c32_over_naive_c32)}**; tern REST binary 1-client p50 - floor p50 **${signedMs(r.tern_p50_c1_rest_binary_minus_floor_p50_c1_ms)}**`,
     '',
   );
   return lines.join('\n');
+}
+
+function fmtNumMs(v: Num): string {
+  return v === null ? 'n/a' : `${fmtMs(v)} ms`;
 }
 
 function signedMs(v: Num): string {
@@ -284,7 +304,7 @@ function signedMs(v: Num): string {
 
 export function renderTargets(targets: TargetResult[]): string {
   const mark = (p: boolean | null) => (p === null ? 'n/a ' : p ? 'PASS' : 'FAIL');
-  return ['### targets', '', ...targets.map((t) => `- ${mark(t.pass)} ${t.target}: ${t.detail}`), ''].join('\n');
+  return ['### targets', '', ...targets.map((t) => `- ${mark(t.pass)} ${t.target}: ${t.detail}${t.bound ? `; ${t.bound}` : ''}`), ''].join('\n');
 }
 
 /** The shared machine record plus the ONNX Runtime version the serving figures depend on. */
@@ -300,6 +320,7 @@ export const NOTES = [
   'raw: at least one warm-up run and at least 3 measured runs per batch size, however long a run takes.',
   'REST: undici Pool, one connection per client; gRPC: one HTTP/2 session with tern\'s own node:http2 gRPC client (the gateway\'s; a @grpc/grpc-js client costs ~0.45 ms more per call here), request serialized once; clients read whole answers but decode them only in a verification request before the load.',
   'batch / queue ms: tern\'s mean rows per executed batch and mean queue wait from its /metrics, over warm-up and window.',
+  'floor: a node:http server that does no work: it reads each request to the end and answers with tern\'s own binary answer to the same request (captured once), over REST binary. Its figures are what this machine charges for the exchange alone; no Node server can beat them, so they bound every target here.',
   'srv / bench / other cpu: average cores busy in the server process, in the bench process (clients, or raw ORT), and in every other process of the machine (from /proc), during warm-up and window.',
 ];
 

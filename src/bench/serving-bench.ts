@@ -4,17 +4,22 @@
  *  (a) raw ONNX Runtime `session.run` in this process at batch 1..32: the limit;
  *  (b) `tern serve` as a child process, loaded over loopback by closed-loop
  *      clients over REST JSON, REST binary and gRPC with 1 and 32 clients;
- *  (c) a naive fastify + onnxruntime-node server (naive-server.ts) with 1 and 32 clients.
+ *  (c) a naive fastify + onnxruntime-node server (naive-server.ts) with 1 and 32 clients;
+ *  (d) the floor (floor-server.ts): a server that does no work and answers
+ *      tern's own bytes over REST binary, 1 and 32 clients. It shows what
+ *      this machine charges for the HTTP exchange alone, so the report can say
+ *      how much of tern's cost is tern's and which targets no server could meet here.
  * Writes bench/results/serving.json and serving.md.
  *
- * With --rounds N the tern and naive measurements are repeated N times,
- * alternating the two servers, and each figure is the round with the median
+ * With --rounds N the server measurements are repeated N times, rotating
+ * the order of the servers, and each figure is the round with the median
  * throughput: on a shared or virtual machine single windows drift by tens of
  * percent, and alternating keeps the drift from favouring whichever ran last.
  *
  *   npm run bench:serving -- [--models synthetic-small,ocr-rec] [--duration 5] [--warmup 1] [--rounds 3]
  */
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -25,10 +30,12 @@ import { ChildServer, freePort, stopAllChildren } from './child-servers.js';
 import { runClosedLoop } from './load-generator.js';
 import { buildInputs, fetchModelMetadata, hasBatchDim, type BenchTensor, type ModelMetadata } from './model-inputs.js';
 import { BenchProgress } from './progress.js';
-import { H2GrpcChannel, grpcClient, type InferChannel, restBinaryClient, restJsonClient, TRANSPORTS, type BenchClient, type Transport } from './protocol-clients.js';
+import {
+  H2GrpcChannel, grpcClient, type InferChannel, restBinaryClient, restBinaryRequest, restJsonClient, TRANSPORTS, type BenchClient, type Transport,
+} from './protocol-clients.js';
 import { RawSession, readServingConfig, type ServingConfig } from './raw-onnx.js';
 import {
-  CLIENT_COUNTS, evaluateTargets, medianRounds, machineInfo, noisyMeasurements, NOISY_OTHER_CORES, NOTES, RAW_BATCHES, renderModel, renderTargets, summarizeModel, writeResults,
+  CLIENT_COUNTS, evaluateTargets, SYSTEM_ORDER, medianRounds, machineInfo, noisyMeasurements, NOISY_OTHER_CORES, NOTES, RAW_BATCHES, renderModel, renderTargets, summarizeModel, writeResults,
   type Measurement, type ModelRun,
 } from './report.js';
 import { batchStatsBetween, scrapeBatchCounters, startCpuMeter } from './server-stats.js';
@@ -37,8 +44,8 @@ import { optionsOrExit } from './options.js';
 const DEFAULT_MODELS = ['synthetic-small', 'synthetic-medium', 'ocr-rec'];
 const HOST = '127.0.0.1';
 const MAX_CLIENTS = Math.max(...CLIENT_COUNTS);
-/** Measurements per model: raw batches, tern transports x client counts, naive client counts. */
-const SERVER_STEPS = TRANSPORTS.length * CLIENT_COUNTS.length + CLIENT_COUNTS.length;
+/** Measurements per model: raw batches, tern transports x client counts, naive and floor client counts. */
+const SERVER_STEPS = TRANSPORTS.length * CLIENT_COUNTS.length + 2 * CLIENT_COUNTS.length;
 const stepsPerModel = (rounds: number) => RAW_BATCHES.length + rounds * SERVER_STEPS;
 
 interface Options {
@@ -69,7 +76,7 @@ function parseOptions(argv: string[]): Options {
       `  --models a,b       models to measure (default ${DEFAULT_MODELS.join(',')})`,
       '  --duration S       seconds per measurement (default 5)',
       '  --warmup S         warm-up seconds before each measurement, not counted (default 1)',
-      '  --rounds N         alternate tern and the naive server N times; report the median round (default 3)',
+      '  --rounds N         measure tern, the naive server and the floor N times in rotating order; report the median round (default 3)',
       '  --repository DIR   where the demo repository is written afresh (default .tern/bench-repository)',
       '  --out DIR          where serving.json and serving.md go (default bench/results)',
       '',
@@ -105,6 +112,8 @@ interface Context {
   ternUrl: string;
   ternPool: Pool;
   grpc: InferChannel;
+  /** Where the floor's captured answers are written. */
+  scratch: string;
 }
 
 function plannedMs(opts: Options): number {
@@ -150,7 +159,7 @@ async function measureRaw(ctx: Context, run: ModelRun, meta: ModelMetadata, serv
 
 /** Verifies the client once, then loads it with each client count. */
 async function measureServer(
-  ctx: Context, run: ModelRun, system: 'tern' | 'naive', transport: Transport, client: BenchClient,
+  ctx: Context, run: ModelRun, system: 'tern' | 'naive' | 'floor', transport: Transport, client: BenchClient,
   server: ChildServer, metricsUrl?: string,
 ): Promise<void> {
   let answer: string | undefined;
@@ -194,29 +203,59 @@ async function measureTern(ctx: Context, run: ModelRun, inputs: BenchTensor[]): 
   }
 }
 
-async function measureNaive(ctx: Context, run: ModelRun, inputs: BenchTensor[], serving: ServingConfig, modelFile: string): Promise<void> {
+/** A comparison server (naive or floor) started for one round of one model, loaded, and stopped. */
+async function measureOtherServer(
+  ctx: Context, run: ModelRun, system: 'naive' | 'floor', transport: Transport,
+  start: (port: number) => Promise<ChildServer>, client: (pool: Pool) => BenchClient,
+): Promise<void> {
   const port = await freePort(HOST);
-  const url = `http://${HOST}:${port}`;
-  let naive: ChildServer | undefined;
+  let server: ChildServer | undefined;
   let pool: Pool | undefined;
   try {
     try {
-      naive = await ChildServer.start({
-        name: 'naive server',
-        script: fileURLToPath(new URL('./naive-server.js', import.meta.url)),
-        args: ['--model-file', modelFile, '--model-name', run.model, '--threads', String(serving.intraOpThreads), '--host', HOST, '--port', String(port)],
-        readyUrl: `${url}/v2/health/ready`,
-      });
+      server = await start(port);
     } catch (err) {
-      const template = CLIENT_COUNTS.map((clients): Omit<Measurement, 'error'> => ({ system: 'naive', transport: 'rest-json', load: { clients }, rowsPerRequest: 1 }));
+      const template = CLIENT_COUNTS.map((clients): Omit<Measurement, 'error'> => ({ system, transport, load: { clients }, rowsPerRequest: 1 }));
       return skipSteps(ctx, run, template, errorText(err));
     }
-    pool = new Pool(url, { connections: MAX_CLIENTS, pipelining: 1 });
-    await measureServer(ctx, run, 'naive', 'rest-json', restJsonClient(pool, run.model, inputs), naive);
+    pool = new Pool(`http://${HOST}:${port}`, { connections: MAX_CLIENTS, pipelining: 1 });
+    await measureServer(ctx, run, system, transport, client(pool), server);
   } finally {
     await pool?.close();
-    await naive?.stop();
+    await server?.stop();
   }
+}
+
+function measureNaive(ctx: Context, run: ModelRun, inputs: BenchTensor[], serving: ServingConfig, modelFile: string): Promise<void> {
+  return measureOtherServer(ctx, run, 'naive', 'rest-json', (port) => ChildServer.start({
+    name: 'naive server',
+    script: fileURLToPath(new URL('./naive-server.js', import.meta.url)),
+    args: ['--model-file', modelFile, '--model-name', run.model, '--threads', String(serving.intraOpThreads), '--host', HOST, '--port', String(port)],
+    readyUrl: `http://${HOST}:${port}/v2/health/ready`,
+  }), (pool) => restJsonClient(pool, run.model, inputs));
+}
+
+/** tern's binary answer to the bench's request, to be replayed by the floor server. */
+async function captureTernAnswer(ctx: Context, model: string, inputs: BenchTensor[]): Promise<{ file: string; headerLength: number }> {
+  const res = await ctx.ternPool.request(restBinaryRequest(model, inputs));
+  const body = Buffer.from(await res.body.arrayBuffer());
+  const headerLength = Number(res.headers['inference-header-content-length']);
+  if (res.statusCode !== 200 || !Number.isInteger(headerLength)) throw new Error(`tern did not answer the floor's sample request in binary (HTTP ${res.statusCode})`);
+  const file = path.join(ctx.scratch, `${model}.answer`);
+  await writeFile(file, body);
+  return { file, headerLength };
+}
+
+function measureFloor(ctx: Context, run: ModelRun, inputs: BenchTensor[]): Promise<void> {
+  return measureOtherServer(ctx, run, 'floor', 'rest-binary', async (port) => {
+    const answer = await captureTernAnswer(ctx, run.model, inputs);
+    return ChildServer.start({
+      name: 'floor server',
+      script: fileURLToPath(new URL('./floor-server.js', import.meta.url)),
+      args: ['--answer-file', answer.file, '--header-length', String(answer.headerLength), '--host', HOST, '--port', String(port)],
+      readyUrl: `http://${HOST}:${port}/`,
+    });
+  }, (pool) => restBinaryClient(pool, run.model, inputs));
 }
 
 async function benchModel(ctx: Context, model: string): Promise<ModelRun> {
@@ -239,17 +278,18 @@ async function benchModel(ctx: Context, model: string): Promise<ModelRun> {
   const modelFile = path.join(ctx.opts.repository, model, version, 'model.onnx');
   ctx.progress.log(`${model}: input ${run.inputs.map((i) => `${i.name} [${i.shape.join(',')}]`).join(', ')}, intraOpNumThreads ${serving.intraOpThreads}`);
   await measureRaw(ctx, run, meta, serving, modelFile);
+  const servers = [
+    (round: ModelRun) => measureTern(ctx, round, inputs),
+    (round: ModelRun) => measureNaive(ctx, round, inputs, serving, modelFile),
+    (round: ModelRun) => measureFloor(ctx, round, inputs),
+  ];
   const rounds: Measurement[][] = [];
   for (let r = 0; r < ctx.opts.rounds; r++) {
     const round: ModelRun = { model, measurements: [] };
-    // Alternate which server goes first, so a drifting machine favours neither.
-    if (r % 2 === 0) {
-      await measureTern(ctx, round, inputs);
-      await measureNaive(ctx, round, inputs, serving, modelFile);
-    } else {
-      await measureNaive(ctx, round, inputs, serving, modelFile);
-      await measureTern(ctx, round, inputs);
-    }
+    // Rotate which server goes first, so a drifting machine favours none.
+    for (let k = 0; k < servers.length; k++) await servers[(r + k) % servers.length](round);
+    // The report lists tern, naive and floor in this order whichever ran first.
+    round.measurements.sort((a, b) => SYSTEM_ORDER.indexOf(a.system) - SYSTEM_ORDER.indexOf(b.system));
     rounds.push(round.measurements);
   }
   run.measurements.push(...medianRounds(rounds));
@@ -288,6 +328,7 @@ async function main(): Promise<void> {
   let tern: ChildServer | undefined;
   let ternPool: Pool | undefined;
   let grpc: InferChannel | undefined;
+  let scratch: string | undefined;
   try {
     const started = await startTern(opts.repository);
     tern = started.server;
@@ -295,13 +336,15 @@ async function main(): Promise<void> {
     progress.log(`tern serve is up (pid ${tern.pid}, HTTP ${started.httpPort}, gRPC ${started.grpcPort})`);
     ternPool = new Pool(ternUrl, { connections: MAX_CLIENTS, pipelining: 1 });
     grpc = new H2GrpcChannel(`${HOST}:${started.grpcPort}`);
-    const ctx: Context = { opts, progress, tern, ternUrl, ternPool, grpc };
+    scratch = await mkdtemp(path.join(tmpdir(), 'tern-bench-'));
+    const ctx: Context = { opts, progress, tern, ternUrl, ternPool, grpc, scratch };
     for (const model of opts.models) runs.push(await benchModel(ctx, model));
   } finally {
     progress.stop();
     grpc?.close();
     await ternPool?.close();
     await tern?.stop();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
   }
 
   const summaries = runs.map(summarizeModel);
