@@ -25,13 +25,15 @@ import type { RoutingTable } from '../protocol/routing.js';
 import { GATEWAY_OPTIONS_ENV, type GatewayChildOptions } from '../gateway/gateway-ipc.js';
 import { ChildServer, freePort, stopAllChildren } from './child-servers.js';
 import { runClosedLoop, type LatencySummary } from './load-generator.js';
-import { machineInfo } from './machine-info.js';
+import { describeIdle, machineInfo } from './machine-info.js';
 import { buildInputs, fetchModelMetadata } from './model-inputs.js';
 import { BenchProgress } from './progress.js';
 import { GrpcChannel, grpcClient, restBinaryClient, type BenchClient } from './protocol-clients.js';
 import { writeResults } from './report.js';
 import { startCpuMeter } from './server-stats.js';
 import { atMedian, median } from './median.js';
+import { haltPollOption, setHaltPollForRun } from './halt-poll.js';
+import { optionsOrExit } from './options.js';
 
 const HOST = '127.0.0.1';
 const MODELS = ['synthetic-medium', 'iris-logreg'] as const;
@@ -70,9 +72,18 @@ function options() {
       'window-ms': { type: 'string', default: '3000' },
       'warmup-ms': { type: 'string', default: '1000' },
       rounds: { type: 'string', default: '3' },
+      'halt-poll-ns': { type: 'string' },
     },
   });
-  return { out: values.out, windowMs: Number(values['window-ms']), warmupMs: Number(values['warmup-ms']), rounds: Number(values.rounds) };
+  const whole = (name: string, v: string, min: number) => {
+    const n = Number(v);
+    if (!/^[0-9]+$/.test(v) || n < min) throw new Error(`--${name} must be a whole number >= ${min}, got '${v}'`);
+    return n;
+  };
+  return {
+    out: values.out, windowMs: whole('window-ms', values['window-ms'], 100), warmupMs: whole('warmup-ms', values['warmup-ms'], 0), rounds: whole('rounds', values.rounds, 1),
+    haltPollNs: haltPollOption(values['halt-poll-ns']),
+  };
 }
 
 async function startReplica(repository: string): Promise<{ server: ChildServer; endpoints: Endpoints }> {
@@ -146,7 +157,7 @@ class Clients {
   }
 }
 
-function renderMarkdown(cells: Cell[], headline: Cell, rounds: number, windowMs: number): string {
+function renderMarkdown(cells: Cell[], headline: Cell, rounds: number, windowMs: number, idleLine: string): string {
   const proxyCells = (c: Cell) => (c.proxy ? `${c.proxy_added_p50_ms!.toFixed(3)} | ${(c.proxy_throughput_ratio! * 100).toFixed(1)}%` : '- | -');
   const row = (c: Cell) => `| ${c.model} | ${c.protocol} | ${c.clients} | ${c.direct.p50Ms.toFixed(3)} | ${c.gateway.p50Ms.toFixed(3)} | ${c.added_p50_ms.toFixed(3)} | ${c.direct.p99Ms.toFixed(2)} | ${c.gateway.p99Ms.toFixed(2)} | ${c.direct.rps.toFixed(0)} | ${c.gateway.rps.toFixed(0)} | ${(c.throughput_ratio * 100).toFixed(1)}% | ${proxyCells(c)} |`;
   const p50Ok = headline.added_p50_ms < 0.3;
@@ -155,6 +166,8 @@ function renderMarkdown(cells: Cell[], headline: Cell, rounds: number, windowMs:
     '# Gateway overhead',
     '',
     `Direct to a replica vs through the gateway on the same machine; median of ${rounds} alternating rounds of ${windowMs / 1000} s each.`,
+    '',
+    idleLine,
     '',
     '| model | protocol | clients | direct p50 ms | gateway p50 ms | added p50 ms | direct p99 ms | gateway p99 ms | direct rps | gateway rps | gateway / direct | bare proxy added p50 ms | bare proxy / direct |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -173,10 +186,16 @@ function renderMarkdown(cells: Cell[], headline: Cell, rounds: number, windowMs:
 }
 
 async function main(): Promise<void> {
-  const opts = options();
+  const opts = optionsOrExit('bench:gateway', () => {
+    const o = options();
+    if (o.haltPollNs !== undefined) setHaltPollForRun(o.haltPollNs);
+    return o;
+  });
+  const machine = machineInfo();
+  const idleLine = `Idle vCPUs: ${describeIdle(machine.idle, opts.haltPollNs !== undefined)}.`;
   const dir = await mkdtemp(path.join(tmpdir(), 'tern-gateway-bench-'));
   const clients = new Clients();
-  process.once('SIGINT', () => void stopAllChildren().finally(() => process.exit(130)));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void stopAllChildren().finally(() => process.exit(130)));
   try {
     await writeDemoRepository(path.join(dir, 'repo'), { models: [...MODELS] });
     const replica = await startReplica(path.join(dir, 'repo'));
@@ -237,11 +256,11 @@ async function main(): Promise<void> {
         bare_proxy_added_p50_ms: c1.proxy_added_p50_ms ?? null, bare_proxy_throughput_ratio_c32: c32.proxy_throughput_ratio ?? null,
       },
       targets: { added_p50_ms_below: 0.3, throughput_ratio_at_least: 0.9, p50_met: c1.added_p50_ms < 0.3, throughput_met: c32.throughput_ratio >= 0.9 },
-      settings: { window_ms: opts.windowMs, warmup_ms: opts.warmupMs, rounds: opts.rounds },
-      machine: machineInfo(), cells,
+      settings: { window_ms: opts.windowMs, warmup_ms: opts.warmupMs, rounds: opts.rounds, halt_poll_ns_set: opts.haltPollNs ?? null },
+      machine, cells,
     };
-    const files = await writeResults(opts.out, { json, markdown: renderMarkdown(cells, headline, opts.rounds, opts.windowMs) }, 'gateway');
-    process.stdout.write(`${renderMarkdown(cells, headline, opts.rounds, opts.windowMs)}\nwrote ${files.json} and ${files.markdown}\n`);
+    const files = await writeResults(opts.out, { json, markdown: renderMarkdown(cells, headline, opts.rounds, opts.windowMs, idleLine) }, 'gateway');
+    process.stdout.write(`${renderMarkdown(cells, headline, opts.rounds, opts.windowMs, idleLine)}\nwrote ${files.json} and ${files.markdown}\n`);
     await proxy.server.stop();
     await replica.server.stop();
     await gateway.server.stop();

@@ -1,5 +1,6 @@
 /** The machine a benchmark ran on, recorded with its figures so runs can be compared. */
 import os from 'node:os';
+import { idleSetting, type IdleSetting } from './halt-poll.js';
 
 export interface MachineInfo {
   cpu_model: string;
@@ -9,6 +10,15 @@ export interface MachineInfo {
   memory_gb: number;
   load_average_at_start: number[];
   load_average_at_end?: number[];
+  /** How idle vCPUs wait (see halt-poll.ts): decides much of a 1-client latency on a VM. */
+  idle: IdleSetting;
+}
+
+/** One line for a report's heading. */
+export function describeIdle(idle: IdleSetting, setByBench: boolean): string {
+  if (idle.guest_halt_poll_ns === null) return `cpuidle driver ${idle.cpuidle_driver ?? 'unknown'}`;
+  return `cpuidle haltpoll, guest_halt_poll_ns ${idle.guest_halt_poll_ns}${setByBench ? ' (set for this run by --halt-poll-ns)' : ''}`
+    + (idle.guest_halt_poll_ns === 0 ? ': every idle vCPU halts, so 1-client latencies include a VM exit per wake-up' : '');
 }
 
 export function loadAverage(): number[] {
@@ -24,5 +34,6 @@ export function machineInfo(): MachineInfo {
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     memory_gb: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     load_average_at_start: loadAverage(),
+    idle: idleSetting(),
   };
 }

@@ -3,7 +3,9 @@ export function optionsOrExit<T>(bench: string, parse: () => T): T {
   try {
     return parse();
   } catch (err) {
-    process.stderr.write(`${bench}: ${err instanceof Error ? err.message : String(err)} (see --help)\n`);
+    // node:util's parseArgs explains some mistakes over several lines: keep them on one.
+    const message = (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ');
+    process.stderr.write(`${bench}: ${message} (see --help)\n`);
     process.exit(2);
   }
 }

@@ -321,6 +321,7 @@ export const NOTES = [
   'REST: undici Pool, one connection per client; gRPC: one HTTP/2 session with tern\'s own node:http2 gRPC client (the gateway\'s; a @grpc/grpc-js client costs ~0.45 ms more per call here), request serialized once; clients read whole answers but decode them only in a verification request before the load.',
   'batch / queue ms: tern\'s mean rows per executed batch and mean queue wait from its /metrics, over warm-up and window.',
   'floor: a node:http server that does no work: it reads each request to the end and answers with tern\'s own binary answer to the same request (captured once), over REST binary. Its figures are what this machine charges for the exchange alone; no Node server can beat them, so they bound every target here.',
+  'idle vCPUs: on a KVM guest, guest_halt_poll_ns decides whether an idle vCPU halts (a VM exit, and a slow wake-up) or polls first; with 0, 1-client latencies are mostly wake-ups (see the heading and src/bench/halt-poll.ts); --halt-poll-ns sets it for the run.',
   'srv / bench / other cpu: average cores busy in the server process, in the bench process (clients, or raw ORT), and in every other process of the machine (from /proc), during warm-up and window.',
 ];
 

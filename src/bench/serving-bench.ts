@@ -40,6 +40,8 @@ import {
 } from './report.js';
 import { batchStatsBetween, scrapeBatchCounters, startCpuMeter } from './server-stats.js';
 import { optionsOrExit } from './options.js';
+import { haltPollOption, setHaltPollForRun } from './halt-poll.js';
+import { describeIdle } from './machine-info.js';
 
 const DEFAULT_MODELS = ['synthetic-small', 'synthetic-medium', 'ocr-rec'];
 const HOST = '127.0.0.1';
@@ -55,6 +57,8 @@ interface Options {
   rounds: number;
   repository: string;
   out: string;
+  /** guest_halt_poll_ns to set for the run (halt-poll.ts); undefined: leave the machine as it is. */
+  haltPollNs?: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -67,6 +71,7 @@ function parseOptions(argv: string[]): Options {
       rounds: { type: 'string', default: '3' },
       repository: { type: 'string', default: '.tern/bench-repository' },
       out: { type: 'string', default: 'bench/results' },
+      'halt-poll-ns': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -79,6 +84,7 @@ function parseOptions(argv: string[]): Options {
       '  --rounds N         measure tern, the naive server and the floor N times in rotating order; report the median round (default 3)',
       '  --repository DIR   where the demo repository is written afresh (default .tern/bench-repository)',
       '  --out DIR          where serving.json and serving.md go (default bench/results)',
+      '  --halt-poll-ns N   KVM guests: let idle vCPUs poll N ns before halting, for this run (root; the kernel default is 200000)',
       '',
     ].join('\n'));
     process.exit(0);
@@ -99,6 +105,7 @@ function parseOptions(argv: string[]): Options {
     rounds,
     repository: path.resolve(values.repository),
     out: path.resolve(values.out),
+    haltPollNs: haltPollOption(values['halt-poll-ns']),
   };
 }
 
@@ -315,7 +322,11 @@ function configJson(c: ServingConfig | undefined) {
 }
 
 async function main(): Promise<void> {
-  const opts = optionsOrExit('bench:serving', () => parseOptions(process.argv.slice(2)));
+  const opts = optionsOrExit('bench:serving', () => {
+    const o = parseOptions(process.argv.slice(2));
+    if (o.haltPollNs !== undefined) setHaltPollForRun(o.haltPollNs);
+    return o;
+  });
   const date = new Date().toISOString();
   const machine = machineInfo(ort.env.versions.node ?? 'unknown');
   process.stderr.write(`writing the bench repository (${opts.models.join(', ')}) to ${opts.repository}\n`);
@@ -354,6 +365,7 @@ async function main(): Promise<void> {
     `## tern serving bench, ${date}`,
     '',
     `machine: ${machine.cpu_count} x ${machine.cpu_model}, ${machine.memory_gb} GB, Node ${machine.node}, ${machine.platform}, onnxruntime-node ${machine.onnxruntime_node}`,
+    `idle vCPUs: ${describeIdle(machine.idle, opts.haltPollNs !== undefined)}`,
     `each measurement: ${opts.warmupMs / 1000} s warm-up (not counted) + ${opts.durationMs / 1000} s${opts.rounds > 1 ? `, servers alternated over ${opts.rounds} rounds, median round shown` : ''}; load average at start ${machine.load_average_at_start.join(' ')}`,
     '',
     ...(noisy.length > 0
@@ -371,7 +383,7 @@ async function main(): Promise<void> {
       machine,
       settings: {
         models: opts.models, duration_s: opts.durationMs / 1000, warmup_s: opts.warmupMs / 1000, rounds: opts.rounds,
-        raw_batches: RAW_BATCHES, clients: CLIENT_COUNTS,
+        raw_batches: RAW_BATCHES, clients: CLIENT_COUNTS, halt_poll_ns_set: opts.haltPollNs ?? null,
       },
       notes: NOTES,
       noisy_measurements: noisy,
