@@ -73,8 +73,8 @@ export interface ModelSummary {
     tern_p50_c1_rest_binary_minus_raw_p50_b1_ms: Num;
     /** The most any server can reach over the naive one here: a server doing no work. */
     floor_c32_over_naive_c32: Num;
-    /** tern's own share of a 1-client request: what it adds to an exchange of the same bytes with a server doing no work. */
-    tern_p50_c1_rest_binary_minus_floor_p50_c1_ms: Num;
+    /** tern's own share of a 1-client request: its p50 minus the model's (raw batch 1) minus an exchange of the same bytes with a server doing no work. */
+    tern_own_p50_c1_rest_binary_ms: Num;
   };
   [field: string]: unknown;
 }
@@ -144,7 +144,7 @@ export function summarizeModel(run: ModelRun): ModelSummary {
       tern_p50_c1_grpc_minus_raw_p50_b1_ms: diff(flat.tern_p50_ms_c1_grpc, rawP50),
       tern_p50_c1_rest_binary_minus_raw_p50_b1_ms: diff(flat.tern_p50_ms_c1_rest_binary, rawP50),
       floor_c32_over_naive_c32: ratio(flat.floor_rps_c32, flat.naive_rps_c32),
-      tern_p50_c1_rest_binary_minus_floor_p50_c1_ms: diff(flat.tern_p50_ms_c1_rest_binary, flat.floor_p50_ms_c1),
+      tern_own_p50_c1_rest_binary_ms: diff(diff(flat.tern_p50_ms_c1_rest_binary, rawP50), flat.floor_p50_ms_c1),
     },
   };
 }
@@ -288,7 +288,7 @@ export function renderModel(run: ModelRun, s: ModelSummary): string {
     `- tern c32 best (${s.tern_best_transport_c32 ?? 'n/a'}) / raw best (batch ${s.raw_best_batch ?? 'n/a'}): **${fRatio(r.tern_c32_best_over_raw_best)}**`,
     `- tern c32 best / naive c32: **${fRatio(r.tern_c32_best_over_naive_c32)}**`,
     `- tern p50 1 client - raw p50 batch 1: gRPC **${signedMs(r.tern_p50_c1_grpc_minus_raw_p50_b1_ms)}**, REST binary **${signedMs(r.tern_p50_c1_rest_binary_minus_raw_p50_b1_ms)}**`,
-    `- floor (no work, same bytes): 1-client p50 **${fmtNumMs(s.floor_p50_ms_c1 as Num)}**; c32 / naive c32 **${fRatio(r.floor_c32_over_naive_c32)}**; tern REST binary 1-client p50 - floor p50 **${signedMs(r.tern_p50_c1_rest_binary_minus_floor_p50_c1_ms)}**`,
+    `- floor (no work, same bytes): 1-client p50 **${fmtNumMs(s.floor_p50_ms_c1 as Num)}**; c32 / naive c32 **${fRatio(r.floor_c32_over_naive_c32)}**; tern's own share of its REST binary 1-client p50 (minus raw batch 1, minus floor) **${signedMs(r.tern_own_p50_c1_rest_binary_ms)}**`,
     '',
   );
   return lines.join('\n');
