@@ -179,9 +179,24 @@ describe('errors of the gateway\'s own, and the replica\'s passed through unchan
   });
 
   it('answers 504 when the request\'s timeout parameter runs out', async () => {
-    const res = await postJson(`${gatewayUrl(agents[0])}/v2/models/iris/infer`, { ...irisInput(), parameters: { timeout: 1 } });
-    expect(res.status).toBe(504);
-    expect(res.body.error).toMatch(/deadline/);
+    // The local replica (local-first picks it) is stopped, so no answer can beat the deadline;
+    // a 1 µs timeout instead raced a fast replica on a quiet machine.
+    const local = cp.store.replicas.listByDeployment('iris').find((r) => r.node === agents[0].nodeId)!;
+    const pidFile = path.join(dir, 'a', 'replicas', local.id, 'pid');
+    expect(await waitFor(() => existsSync(pidFile), 10_000)).toBe(true);
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const started = performance.now();
+      const res = await postJson(`${gatewayUrl(agents[0])}/v2/models/iris/infer`, { ...irisInput(), parameters: { timeout: 300_000 } });
+      const ms = performance.now() - started;
+      expect(res.status).toBe(504);
+      expect(res.body.error).toMatch(/no answer before the request's deadline/);
+      expect(ms).toBeGreaterThanOrEqual(290); // the deadline, not an early give-up
+      expect(ms).toBeLessThan(5_000); // nor the 30 s hang limit
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
   });
 
   it('exports per-deployment and per-replica metrics', async () => {
