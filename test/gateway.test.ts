@@ -38,6 +38,15 @@ async function routed(deployment: string, count: number): Promise<boolean> {
   }, 40_000, 50);
 }
 
+/** The pid of the first agent's replica of a deployment (the one local-first picks there). */
+async function localReplicaPid(deployment: string): Promise<number> {
+  const local = cp.store.replicas.listByDeployment(deployment).find((r) => r.node === agents[0].nodeId)!;
+  // On a loaded machine a replica may be mid-restart (its pid file comes back with the new process).
+  const pidFile = path.join(dir, 'a', 'replicas', local.id, 'pid');
+  expect(await waitFor(() => existsSync(pidFile), 10_000)).toBe(true);
+  return Number(readFileSync(pidFile, 'utf8'));
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'tern-gateway-'));
   cp = await startControlPlane({
@@ -181,10 +190,7 @@ describe('errors of the gateway\'s own, and the replica\'s passed through unchan
   it('answers 504 when the request\'s timeout parameter runs out', async () => {
     // The local replica (local-first picks it) is stopped, so no answer can beat the deadline;
     // a 1 µs timeout instead raced a fast replica on a quiet machine.
-    const local = cp.store.replicas.listByDeployment('iris').find((r) => r.node === agents[0].nodeId)!;
-    const pidFile = path.join(dir, 'a', 'replicas', local.id, 'pid');
-    expect(await waitFor(() => existsSync(pidFile), 10_000)).toBe(true);
-    const pid = Number(readFileSync(pidFile, 'utf8'));
+    const pid = await localReplicaPid('iris');
     process.kill(pid, 'SIGSTOP');
     try {
       const started = performance.now();
@@ -217,11 +223,7 @@ describe('hedged requests', () => {
     expect(await routed('hedged', 2)).toBe(true);
     const url = `${gatewayUrl(agents[0])}/v2/models/hedged/infer`;
     for (let i = 0; i < 80; i++) expect((await postJson(url, irisInput())).status).toBe(200); // learn the p95
-    const local = cp.store.replicas.listByDeployment('hedged').find((r) => r.node === agents[0].nodeId)!;
-    // On a loaded machine a replica may be mid-restart (its pid file comes back with the new process).
-    const pidFile = path.join(dir, 'a', 'replicas', local.id, 'pid');
-    expect(await waitFor(() => existsSync(pidFile), 10_000)).toBe(true);
-    const pid = Number(readFileSync(pidFile, 'utf8'));
+    const pid = await localReplicaPid('hedged');
     process.kill(pid, 'SIGSTOP');
     try {
       const nodes = new Set<string>();
