@@ -9,25 +9,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../src/bench/child-servers.js';
+import { ChildServer, freePort, stopAllChildren } from '../src/bench/child-servers.js';
 import { removeDir } from './helpers.js';
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'tern-bench-servers-'));
-const children: ChildProcess[] = [];
+/** Started outside ChildServer: a proxy without upstream never reports ready. */
+const lonely: ChildProcess[] = [];
 
-async function start(script: string, args: string[], port: number): Promise<string> {
-  const child = spawn('node', [path.resolve('dist/bench', script), ...args, '--port', String(port)], { stdio: 'ignore' });
-  children.push(child);
+/** Started as the benches start them, on a free port; resolves with its URL once it answers. */
+async function start(script: string, args: string[]): Promise<string> {
+  const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      const res = await request(`${url}/v2/health/ready`);
-      await res.body.dump();
-      if (res.statusCode === 200) return url;
-    } catch { /* not listening yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${script} did not start`);
+  await ChildServer.start({ name: script, script: path.resolve('dist/bench', script), args: [...args, '--port', String(port)], readyUrl: `${url}/v2/health/ready` });
+  return url;
 }
 
 const header = JSON.stringify({ outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } }] });
@@ -38,12 +32,13 @@ let proxy: string;
 beforeAll(async () => {
   const file = path.join(scratch, 'answer.bin');
   writeFileSync(file, answer);
-  floor = await start('floor-server.js', ['--answer-file', file, '--header-length', String(header.length)], await freePort());
-  proxy = await start('bare-proxy.js', ['--upstream', floor], await freePort());
+  floor = await start('floor-server.js', ['--answer-file', file, '--header-length', String(header.length)]);
+  proxy = await start('bare-proxy.js', ['--upstream', floor]);
 });
 
-afterAll(() => {
-  for (const c of children) c.kill('SIGTERM');
+afterAll(async () => {
+  for (const c of lonely) c.kill('SIGTERM');
+  await stopAllChildren();
   removeDir(scratch);
 });
 
@@ -76,7 +71,7 @@ describe('bench reference servers', () => {
     // Its readiness URL is proxied too, so it is polled with the request itself.
     const port = await freePort();
     const upstream = `http://127.0.0.1:${await freePort()}`; // nobody listens there
-    children.push(spawn('node', [path.resolve('dist/bench/bare-proxy.js'), '--upstream', upstream, '--port', String(port)], { stdio: 'ignore' }));
+    lonely.push(spawn('node', [path.resolve('dist/bench/bare-proxy.js'), '--upstream', upstream, '--port', String(port)], { stdio: 'ignore' }));
     let res;
     for (let i = 0; i < 100 && !res; i++) {
       res = await infer(`http://127.0.0.1:${port}`, Buffer.alloc(10)).catch(() => undefined);

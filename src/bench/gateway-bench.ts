@@ -25,14 +25,14 @@ import type { RoutingTable } from '../protocol/routing.js';
 import { GATEWAY_OPTIONS_ENV, type GatewayChildOptions } from '../gateway/gateway-ipc.js';
 import { ChildServer, freePort, stopAllChildren } from './child-servers.js';
 import { runClosedLoop, type LatencySummary } from './load-generator.js';
-import { describeIdle, machineInfo } from './machine-info.js';
+import { machineInfo } from './machine-info.js';
 import { buildInputs, fetchModelMetadata } from './model-inputs.js';
 import { BenchProgress } from './progress.js';
 import { GrpcChannel, grpcClient, restBinaryClient, type BenchClient } from './protocol-clients.js';
 import { writeResults } from './report.js';
 import { startCpuMeter } from './server-stats.js';
 import { atMedian, median } from './median.js';
-import { haltPollOption, setHaltPollForRun } from './halt-poll.js';
+import { describeIdle, haltPollOption, setHaltPollForRun } from './halt-poll.js';
 import { optionsOrExit } from './options.js';
 
 const HOST = '127.0.0.1';

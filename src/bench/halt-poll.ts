@@ -41,6 +41,13 @@ export function idleSetting(): IdleSetting {
   return { cpuidle_driver: readText(DRIVER) ?? null, guest_halt_poll_ns: poll === undefined ? null : Number(poll) };
 }
 
+/** One line for a report's heading. */
+export function describeIdle(idle: IdleSetting, setByBench: boolean): string {
+  if (idle.guest_halt_poll_ns === null) return `cpuidle driver ${idle.cpuidle_driver ?? 'unknown'}`;
+  return `cpuidle haltpoll, guest_halt_poll_ns ${idle.guest_halt_poll_ns}${setByBench ? ' (set for this run by --halt-poll-ns)' : ''}`
+    + (idle.guest_halt_poll_ns === 0 ? ': every idle vCPU halts, so 1-client latencies include a VM exit per wake-up' : '');
+}
+
 /** Parses the `--halt-poll-ns` option (undefined: leave the machine as it is). */
 export function haltPollOption(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;

@@ -14,13 +14,6 @@ export interface MachineInfo {
   idle: IdleSetting;
 }
 
-/** One line for a report's heading. */
-export function describeIdle(idle: IdleSetting, setByBench: boolean): string {
-  if (idle.guest_halt_poll_ns === null) return `cpuidle driver ${idle.cpuidle_driver ?? 'unknown'}`;
-  return `cpuidle haltpoll, guest_halt_poll_ns ${idle.guest_halt_poll_ns}${setByBench ? ' (set for this run by --halt-poll-ns)' : ''}`
-    + (idle.guest_halt_poll_ns === 0 ? ': every idle vCPU halts, so 1-client latencies include a VM exit per wake-up' : '');
-}
-
 export function loadAverage(): number[] {
   return os.loadavg().map((l) => Math.round(l * 100) / 100);
 }

@@ -40,8 +40,7 @@ import {
 } from './report.js';
 import { batchStatsBetween, scrapeBatchCounters, startCpuMeter } from './server-stats.js';
 import { optionsOrExit } from './options.js';
-import { haltPollOption, setHaltPollForRun } from './halt-poll.js';
-import { describeIdle } from './machine-info.js';
+import { describeIdle, haltPollOption, setHaltPollForRun } from './halt-poll.js';
 
 const DEFAULT_MODELS = ['synthetic-small', 'synthetic-medium', 'ocr-rec'];
 const HOST = '127.0.0.1';
@@ -243,7 +242,7 @@ function measureNaive(ctx: Context, run: ModelRun, inputs: BenchTensor[], servin
 }
 
 /** tern's binary answer to the bench's request, to be replayed by the floor server. */
-async function captureTernAnswer(ctx: Context, model: string, inputs: BenchTensor[]): Promise<{ file: string; headerLength: number }> {
+async function captureTernAnswer(ctx: Context, model: string, inputs: BenchTensor[]): Promise<CapturedAnswer> {
   const res = await ctx.ternPool.request(restBinaryRequest(model, inputs));
   const body = Buffer.from(await res.body.arrayBuffer());
   const headerLength = Number(res.headers['inference-header-content-length']);
@@ -253,9 +252,11 @@ async function captureTernAnswer(ctx: Context, model: string, inputs: BenchTenso
   return { file, headerLength };
 }
 
-function measureFloor(ctx: Context, run: ModelRun, inputs: BenchTensor[]): Promise<void> {
+type CapturedAnswer = { file: string; headerLength: number };
+
+function measureFloor(ctx: Context, run: ModelRun, inputs: BenchTensor[], captured: () => Promise<CapturedAnswer>): Promise<void> {
   return measureOtherServer(ctx, run, 'floor', 'rest-binary', async (port) => {
-    const answer = await captureTernAnswer(ctx, run.model, inputs);
+    const answer = await captured();
     return ChildServer.start({
       name: 'floor server',
       script: fileURLToPath(new URL('./floor-server.js', import.meta.url)),
@@ -285,10 +286,11 @@ async function benchModel(ctx: Context, model: string): Promise<ModelRun> {
   const modelFile = path.join(ctx.opts.repository, model, version, 'model.onnx');
   ctx.progress.log(`${model}: input ${run.inputs.map((i) => `${i.name} [${i.shape.join(',')}]`).join(', ')}, intraOpNumThreads ${serving.intraOpThreads}`);
   await measureRaw(ctx, run, meta, serving, modelFile);
+  let answer: Promise<CapturedAnswer> | undefined; // captured once per model, replayed in every round
   const servers = [
     (round: ModelRun) => measureTern(ctx, round, inputs),
     (round: ModelRun) => measureNaive(ctx, round, inputs, serving, modelFile),
-    (round: ModelRun) => measureFloor(ctx, round, inputs),
+    (round: ModelRun) => measureFloor(ctx, round, inputs, () => (answer ??= captureTernAnswer(ctx, model, inputs))),
   ];
   const rounds: Measurement[][] = [];
   for (let r = 0; r < ctx.opts.rounds; r++) {
